@@ -1,0 +1,280 @@
+"""Events from BPF_RINGBUF_OUTPUT / BPF_PERF_OUTPUT tables as a DataFrame.
+
+The callbacks only copy bytes into preallocated numpy chunks; decoding into
+columns happens once, in bulk, after the buffer is closed. That keeps the
+per-event Python cost to a memmove and bounds memory by ``max_events``.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes as ct
+import io
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import frames
+from .errors import MapError
+
+_PERF_EVENT_ARRAY, _RINGBUF = 4, 27
+# Poll in short slices so the deadline and max_events are honoured promptly
+# and Ctrl-C is seen between slices.
+_POLL_SLICE_MS = 100
+_FIRST_CHUNK = 1024
+
+
+class _Sink:
+    """Fixed-size records copied into growing numpy chunks, at most ``limit`` of them."""
+
+    def __init__(self, rec_size: int, limit: int):
+        self.rec = rec_size
+        self.limit = limit
+        self.n = 0
+        self.dropped = 0
+        self.short = 0
+        self.chunks: list[np.ndarray] = []
+        self._ptr = 0
+        self._room = 0
+
+    def add(self, data, size: int) -> None:
+        if self.n >= self.limit:
+            self.dropped += 1
+            return
+        if self._room == 0:
+            # geometric growth keeps allocations few without reserving limit * rec up front
+            rows = min(self.limit - self.n, max(_FIRST_CHUNK, self.n))
+            chunk = np.zeros(rows * self.rec, np.uint8)
+            self.chunks.append(chunk)
+            self._ptr, self._room = chunk.ctypes.data, rows
+        if size < self.rec:
+            self.short += 1
+        ct.memmove(self._ptr, data, min(size, self.rec))
+        self._ptr += self.rec
+        self._room -= 1
+        self.n += 1
+
+    def bytes(self) -> np.ndarray:
+        if not self.chunks:
+            return np.zeros(0, np.uint8)
+        whole = self.chunks[0] if len(self.chunks) == 1 else np.concatenate(self.chunks)
+        return whole[: self.n * self.rec]
+
+
+class _RawSink:
+    """For events whose C type BCC could not infer: each record kept as bytes."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.records: list[bytes] = []
+        self.dropped = 0
+        self.short = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    def add(self, data, size: int) -> None:
+        if len(self.records) >= self.limit:
+            self.dropped += 1
+            return
+        self.records.append(ct.string_at(data, size))
+
+
+def _table(bpf, name):
+    """The BPF object's table object for ``name``, reusing one the caller already made.
+
+    BCC caches tables under the exact key used (``"x"`` and ``b"x"`` give two
+    objects); reusing the caller's keeps one view of which perf buffers are open.
+    """
+    alt = name.encode() if isinstance(name, str) else bytes(name).decode()
+    for key in (name, alt):
+        if key in bpf.tables:
+            return bpf.tables[key]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # BCC nags about str names
+            return bpf[name]
+    except KeyError:
+        raise MapError(f"no table named '{name}' in this BPF program",
+                       hint="declare it with BPF_RINGBUF_OUTPUT(name, pages) or BPF_PERF_OUTPUT(name)") from None
+
+
+def _event_class(table):
+    """BCC's inferred ctypes struct for the records, or (None, reason) when it cannot tell."""
+    from bcc import table as bcc_table
+
+    cls = getattr(table, "_event_class", None)
+    if cls is not None:
+        return cls, None
+    err = io.StringIO()
+    try:
+        # BCC reports an unknown field type by printing and calling sys.exit()
+        with contextlib.redirect_stderr(err):
+            cls = bcc_table._get_event_class(table)
+    except (SystemExit, Exception) as exc:  # any failure just means "decode as bytes"
+        return None, err.getvalue().strip() or f"{type(exc).__name__}: {exc}"
+    if not getattr(cls, "_fields_", None) or ct.sizeof(cls) == 0:
+        return None, ("BCC infers the record type only from a struct passed to perf_submit() / "
+                      "ringbuf_output(), and found none for this table")
+    return cls, None
+
+
+def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_000,
+                   page_cnt: int = 64, *, event_type=None) -> pd.DataFrame:
+    """Collect records from a ring buffer or perf buffer table for ``duration`` seconds.
+
+    ``bpf`` is a loaded ``bcc.BPF``; ``name`` names a ``BPF_RINGBUF_OUTPUT`` or
+    ``BPF_PERF_OUTPUT`` table. The buffer is opened, polled until ``duration``
+    seconds pass or ``max_events`` records arrived, drained once and closed
+    again, so a later call can reopen it. ``duration=0`` just drains what is
+    already there. Ctrl-C stops early and returns what arrived so far
+    (``attrs["interrupted"]``).
+
+    Records are decoded with the C struct BCC infers from the program's
+    ``perf_submit()`` / ``ringbuf_output()`` call: one column per field (see
+    ``frames.flatten``; ``char[N]`` fields become ``str``). When BCC cannot
+    infer it (a scalar record, or a struct with a nested struct member), the frame
+    has one ``data`` column of raw ``bytes`` (for perf buffers including the
+    kernel's alignment padding) and ``attrs["undecoded_reason"]`` says why;
+    pass ``event_type=`` a ctypes Structure mirroring the C struct to decode
+    such records anyway.
+
+    ``df.attrs``:
+
+    * ``dropped_by_limit``: records that arrived after ``max_events`` and were
+      thrown away (only those still in the buffer when it was drained are
+      seen; later ones are never read);
+    * ``kernel_lost``: records the kernel reported lost because the perf
+      buffer was full (``page_cnt`` pages per CPU; must be a power of two).
+      The kernel does not report ring-buffer overflow to user space: a full
+      ring makes ``bpf_ringbuf_output()`` / ``ringbuf_reserve()`` fail in the
+      BPF program (-EAGAIN / NULL), so for ring buffers ``kernel_lost`` is 0
+      unless the program counts those failures itself, e.g. in a map;
+    * ``lost``: ``kernel_lost + dropped_by_limit``;
+    * ``duration``: seconds actually spent polling;
+    * ``source``: ``"ringbuf"`` or ``"perf"``; ``truncated``: records shorter
+      than the struct (zero-filled).
+
+    Ring buffer size is fixed by the program (``BPF_RINGBUF_OUTPUT(name,
+    pages)``); ``page_cnt`` only sizes perf buffers. The two also differ in
+    what you get: a ring buffer exists as long as the program is loaded and
+    keeps what was written while nobody read it (up to its size), so the
+    first rows may predate this call; a perf buffer exists only while open,
+    so it holds events from this call only. Perf buffers are per CPU, so
+    their rows are in order per CPU, not globally; ring buffer rows are in
+    global submission order.
+    """
+    from bcc import libbcc
+
+    if max_events < 1:
+        raise ValueError("max_events must be at least 1")
+    if page_cnt < 1 or page_cnt & (page_cnt - 1):
+        raise ValueError(f"page_cnt must be a power of two, got {page_cnt}")
+    if event_type is not None and ct.sizeof(event_type) == 0:
+        raise ValueError("event_type must be a non-empty ctypes Structure")
+    table = _table(bpf, name)
+    kind = getattr(table, "ttype", None)
+    if kind not in (_RINGBUF, _PERF_EVENT_ARRAY):
+        raise MapError(f"'{name}' is not a ring buffer or perf buffer", where=name,
+                       hint=f"use frames.map_frame(bpf['{name}']) for key/value maps")
+    cls, why = (event_type, None) if event_type is not None else _event_class(table)
+    sink = _Sink(ct.sizeof(cls), max_events) if cls is not None else _RawSink(max_events)
+    lost = [0]
+
+    def on_lost(count):
+        lost[0] += count
+
+    started = time.monotonic()
+    interrupted = False
+    if kind == _RINGBUF:
+        interrupted = _poll_ringbuf(libbcc, table, sink, duration)
+    else:
+        interrupted = _poll_perf(libbcc, bpf, table, sink, on_lost, duration, page_cnt)
+    elapsed = time.monotonic() - started
+
+    if cls is not None:
+        records = np.frombuffer(sink.bytes(), dtype=frames.dtype_of(cls), count=sink.n)
+        df = pd.DataFrame(frames.flatten(records, "value"))
+    else:
+        df = pd.DataFrame({"data": pd.Series(sink.records, dtype=object)})
+        df.attrs["undecoded_reason"] = why
+    df.attrs.update({
+        "source": "ringbuf" if kind == _RINGBUF else "perf",
+        "kernel_lost": int(lost[0]),
+        "dropped_by_limit": int(sink.dropped),
+        "lost": int(lost[0]) + int(sink.dropped),
+        "duration": elapsed,
+        "truncated": int(sink.short),
+        "interrupted": interrupted,
+    })
+    return df
+
+
+def _deadline_slices(duration: float, sink):
+    """Poll timeouts in ms until the deadline passes or the sink is full."""
+    end = time.monotonic() + max(0.0, duration)
+    while sink.n < sink.limit:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        yield max(1, min(_POLL_SLICE_MS, int(left * 1000)))
+
+
+def _poll_ringbuf(libbcc, table, sink, duration: float) -> bool:
+    lib = libbcc.lib
+
+    def on_record(_ctx, data, size):
+        sink.add(data, size)
+        return 0
+
+    # A ring_buffer manager of our own rather than BPF._open_ring_buffer: BCC
+    # keeps one manager per BPF object and can only free all rings at once.
+    fn = libbcc._RINGBUF_CB_TYPE(on_record)
+    mgr = lib.bpf_new_ringbuf(table.map_fd, fn, None)
+    if not mgr:
+        raise MapError(f"could not open ring buffer '{table._name.decode()}'",
+                       hint="is another reader holding it? run bpf.cleanup() and reload")
+    interrupted = False
+    try:
+        try:
+            for timeout in _deadline_slices(duration, sink):
+                lib.bpf_poll_ringbuf(mgr, timeout)
+        except KeyboardInterrupt:
+            interrupted = True
+        # what is already committed counts, if only as dropped_by_limit
+        lib.bpf_consume_ringbuf(mgr)
+    finally:
+        lib.bpf_free_ringbuf(mgr)
+    return interrupted
+
+
+def _poll_perf(libbcc, bpf, table, sink, on_lost, duration: float, page_cnt: int) -> bool:
+    lib = libbcc.lib
+    if table._open_key_fds:
+        raise MapError(f"perf buffer '{table._name.decode()}' is already open",
+                       hint="close the other reader first (del bpf[name]) or use a separate table")
+
+    def on_record(_cpu, data, size):
+        sink.add(data, size)
+
+    interrupted = False
+    try:
+        table.open_perf_buffer(on_record, page_cnt=page_cnt, lost_cb=on_lost)
+        # Poll only our readers: BPF.perf_buffer_poll() would also fire other
+        # tables' callbacks.
+        mine = [bpf.perf_buffers[(id(table), cpu)] for cpu in table._open_key_fds]
+        readers = (ct.c_void_p * len(mine))(*mine)
+        try:
+            for timeout in _deadline_slices(duration, sink):
+                lib.perf_reader_poll(len(mine), readers, timeout)
+        except KeyboardInterrupt:
+            interrupted = True
+        lib.perf_reader_consume(len(mine), readers)
+    finally:
+        # Deleting a CPU's entry frees its perf reader and clears the map slot,
+        # so the program's later submits go nowhere and a new call can reopen.
+        for cpu in list(table._open_key_fds):
+            del table[cpu]
+    return interrupted

@@ -1,0 +1,159 @@
+"""The handle a ``%%bpf`` cell returns: its program, attach points, maps and output."""
+from __future__ import annotations
+
+import html
+import time
+
+from .errors import MapError
+
+
+class MapView:
+    """One BCC map of a program; ``to_frame()`` reads it whole into a DataFrame."""
+
+    def __init__(self, program: Program, name: str):
+        self._program = program
+        self.name = name
+
+    @property
+    def table(self):
+        return self._program._bpf()[self.name.encode()]
+
+    def to_frame(self):
+        from .frames import map_frame
+
+        return map_frame(self.table)
+
+    def clear(self) -> None:
+        self.table.clear()
+
+    def __len__(self) -> int:
+        return len(self.to_frame())
+
+    def __repr__(self) -> str:
+        return f"<map {self.name} of {self._program.name}: use .to_frame()>"
+
+
+class Program:
+    def __init__(self, name, module, fn, section, attachments, on_detach=None):
+        self.name = name
+        self.module = module
+        self.function = fn
+        self.section = section
+        self.attachments = attachments
+        self.output: str | None = None
+        self.defaults = {"duration": 1.0, "max_events": 100_000}
+        self._on_detach = on_detach
+
+    # --- maps and output -------------------------------------------------------
+    def _bpf(self):
+        if self.module is None or self.module.bpf is None:
+            raise MapError(f"{self.name} is detached; its maps are gone",
+                           hint=f"re-run the cell that defines {self.name}")
+        return self.module.bpf
+
+    @property
+    def map_names(self) -> list[str]:
+        self._bpf()
+        return self.module.table_names()
+
+    @property
+    def maps(self) -> dict[str, MapView]:
+        return {n: MapView(self, n) for n in self.map_names}
+
+    def __getitem__(self, name: str) -> MapView:
+        names = self.map_names
+        if name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(name, names, n=3)
+            raise MapError(f"{self.name} has no map {name!r}",
+                           hint=f"its maps: {', '.join(names) or 'none'}"
+                                + (f"; did you mean {close[0]!r}?" if close else ""))
+        return MapView(self, name)
+
+    def hist(self, name: str, unit: str | None = None):
+        from .frames import log2_hist
+
+        return log2_hist(self[name].table, unit=unit)
+
+    def events(self, name: str, duration: float | None = None, max_events: int | None = None):
+        """Records of a ring or perf buffer for ``duration`` s, at most ``max_events`` kept."""
+        from .events import collect_events
+
+        self[name]
+        return collect_events(self._bpf(), name,
+                              duration=self.defaults["duration"] if duration is None else duration,
+                              max_events=self.defaults["max_events"] if max_events is None else max_events)
+
+    def trace_lines(self, duration: float = 1.0, max_lines: int = 10_000):
+        """``bpf_trace_printk`` output read from trace_pipe for ``duration`` seconds."""
+        import pandas as pd
+
+        b = self._bpf()
+        rows, end = [], time.monotonic() + duration
+        b.trace_open(nonblocking=True)
+        while time.monotonic() < end and len(rows) < max_lines:
+            fields = b.trace_fields(nonblocking=True)
+            if fields[0] is None:
+                time.sleep(0.01)
+                continue
+            task, pid, cpu, flags, ts, msg = fields
+            rows.append({"task": task.decode(errors="replace"), "pid": pid, "cpu": cpu, "ts": ts,
+                         "msg": msg.decode(errors="replace")})
+        return pd.DataFrame(rows, columns=["task", "pid", "cpu", "ts", "msg"])
+
+    def read(self) -> str:
+        """Run an iterator program once more and return what it printed."""
+        from .attach.tracing import read_iterator
+
+        link = next((a for a in self.attachments if a.kind == "iter" and a.attached), None)
+        if link is None:
+            raise MapError(f"{self.name} is not an attached iterator", hint="SEC iter/<name>, e.g. iter/task")
+        self.output = read_iterator(link.fd)
+        return self.output
+
+    # --- lifecycle ---------------------------------------------------------------
+    @property
+    def attached(self) -> bool:
+        return any(a.attached for a in self.attachments)
+
+    def detach(self) -> None:
+        for a in reversed(self.attachments):
+            try:
+                a.detach()
+            except Exception:  # the module release below frees it anyway
+                pass
+        if self.module is not None:
+            self.module.release()
+        if self._on_detach is not None:
+            on_detach, self._on_detach = self._on_detach, None
+            on_detach(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.detach()
+
+    # --- display -------------------------------------------------------------------
+    def summary(self) -> dict:
+        alive = self.module is not None and self.module.bpf is not None
+        return {"name": self.name, "function": self.function, "section": self.section.name,
+                "prog_type": self.section.prog_type.name,
+                "attached": ", ".join(str(a) for a in self.attachments if a.attached) or "-",
+                "maps": ", ".join(self.map_names) if alive else "-"}
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"<bpf {s['name']}: {s['function']} SEC(\"{s['section']}\") {s['prog_type']}, "
+                f"attached: {s['attached']}; maps: {s['maps'] or 'none'}>")
+
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+                       f"{html.escape(str(v))}</td></tr>" for k, v in s.items() if k != "name")
+        out = ""
+        if self.output:
+            head = "\n".join(self.output.splitlines()[:8])
+            out = f"<pre style='font-size:85%'>{html.escape(head)}\n…</pre>"
+        return f"<b>bpf program <code>{html.escape(s['name'])}</code></b><table>{rows}</table>{out}"

@@ -1,0 +1,113 @@
+"""A thin ctypes layer over the system's libbpf.so.1.
+
+Only declarations live here: which C functions the lab calls and their
+argument types. libbpf does the work (loading, BTF lookups, batch reads,
+links); the callers turn its negative errno returns into the lab's errors.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import ctypes.util
+import functools
+import os
+
+BTF_KIND_TYPEDEF = 8
+BTF_KIND_FUNC = 12
+
+
+class ProgLoadOpts(ct.Structure):
+    """struct bpf_prog_load_opts as of libbpf 1.1 (newer libbpfs accept a smaller sz)."""
+
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("attempts", ct.c_int),
+        ("expected_attach_type", ct.c_int),
+        ("prog_btf_fd", ct.c_uint32),
+        ("prog_flags", ct.c_uint32),
+        ("prog_ifindex", ct.c_uint32),
+        ("kern_version", ct.c_uint32),
+        ("attach_btf_id", ct.c_uint32),
+        ("attach_prog_fd", ct.c_uint32),
+        ("attach_btf_obj_fd", ct.c_uint32),
+        ("fd_array", ct.POINTER(ct.c_int)),
+        ("func_info", ct.c_void_p),
+        ("func_info_cnt", ct.c_uint32),
+        ("func_info_rec_size", ct.c_uint32),
+        ("line_info", ct.c_void_p),
+        ("line_info_cnt", ct.c_uint32),
+        ("line_info_rec_size", ct.c_uint32),
+        ("log_level", ct.c_uint32),
+        ("log_size", ct.c_uint32),
+        ("log_buf", ct.c_char_p),
+    ]
+
+
+class LinkCreateOpts(ct.Structure):
+    """The head of struct bpf_link_create_opts: sz, flags, iter_info, iter_info_len, target_btf_id."""
+
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("flags", ct.c_uint32),
+        ("iter_info", ct.c_void_p),
+        ("iter_info_len", ct.c_uint32),
+        ("target_btf_id", ct.c_uint32),
+        ("_union", ct.c_uint64 * 6),
+    ]
+
+
+_SIGNATURES = {
+    "libbpf_major_version": (ct.c_uint32, []),
+    "libbpf_minor_version": (ct.c_uint32, []),
+    "libbpf_prog_type_by_name": (ct.c_int, [ct.c_char_p, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int)]),
+    "libbpf_bpf_prog_type_str": (ct.c_char_p, [ct.c_int]),
+    "libbpf_bpf_attach_type_str": (ct.c_char_p, [ct.c_int]),
+    "libbpf_find_vmlinux_btf_id": (ct.c_int, [ct.c_char_p, ct.c_int]),
+    "libbpf_probe_bpf_prog_type": (ct.c_int, [ct.c_int, ct.c_void_p]),
+    "bpf_prog_load": (ct.c_int, [ct.c_int, ct.c_char_p, ct.c_char_p, ct.c_void_p, ct.c_size_t,
+                                 ct.POINTER(ProgLoadOpts)]),
+    "bpf_raw_tracepoint_open": (ct.c_int, [ct.c_char_p, ct.c_int]),
+    "bpf_link_create": (ct.c_int, [ct.c_int, ct.c_int, ct.c_int, ct.POINTER(LinkCreateOpts)]),
+    "bpf_iter_create": (ct.c_int, [ct.c_int]),
+    "bpf_map_lookup_batch": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p, ct.c_void_p,
+                                        ct.POINTER(ct.c_uint32), ct.c_void_p]),
+    "bpf_map_get_next_key": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p]),
+    "bpf_map_lookup_elem": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p]),
+    "bpf_prog_get_next_id": (ct.c_int, [ct.c_uint32, ct.POINTER(ct.c_uint32)]),
+    "bpf_prog_get_fd_by_id": (ct.c_int, [ct.c_uint32]),
+    "bpf_obj_get_info_by_fd": (ct.c_int, [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]),
+}
+
+
+class LibbpfMissing(OSError):
+    pass
+
+
+@functools.lru_cache(maxsize=1)
+def lib() -> ct.CDLL:
+    """The system libbpf, with the lab's signatures declared (absent symbols are skipped)."""
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    try:
+        so = ct.CDLL(name, use_errno=True)
+    except OSError as exc:
+        raise LibbpfMissing(f"libbpf.so.1 not found ({exc}); install libbpf1 / libbpf-dev") from exc
+    for fn, (res, args) in _SIGNATURES.items():
+        f = getattr(so, fn, None)
+        if f is not None:
+            f.restype, f.argtypes = res, args
+    return so
+
+
+def version() -> str:
+    so = lib()
+    return f"{so.libbpf_major_version()}.{so.libbpf_minor_version()}"
+
+
+def errno_of(ret: int) -> int:
+    """libbpf 1.x returns -errno directly; older paths set errno and return -1."""
+    if ret < -1:
+        return -ret
+    return ct.get_errno() or -ret
+
+
+def strerror(err: int) -> str:
+    return f"{os.strerror(err)} (errno {err})"

@@ -1,0 +1,128 @@
+"""The IPython glue: parse the magic line, call the loader and the session, show the result."""
+from __future__ import annotations
+
+import shlex
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Float, Int
+
+from .session import SESSION
+
+
+@magics_class
+class BPFMagics(Magics):
+    """``%config BPFMagics.default_duration = 2`` changes what ``h.events()`` waits by default."""
+
+    max_events = Int(100_000, help="default bound on events kept by h.events()").tag(config=True)
+    default_duration = Float(1.0, help="default seconds h.events() collects").tag(config=True)
+
+    @magic_arguments()
+    @argument("sec", nargs="?", default=None,
+              help="libbpf SEC name, e.g. tracepoint/syscalls/sys_enter_openat, raw_tp/sched_switch, "
+                   "tp_btf/sched_switch, perf_event, uprobe/BINARY:SYMBOL, usdt/BINARY:PROVIDER:NAME, "
+                   "iter/task. Without it, the cell's SEC(\"...\") annotation is used.")
+    @argument("-n", "--name", help="variable the handle is bound to (default: the program function's name); "
+                                   "re-running a cell with the same name detaches the previous program first")
+    @argument("--fn", help="the program function, when the cell defines more than one")
+    @argument("--pid", type=int, help="uprobe/usdt/perf_event: only this process")
+    @argument("--event", help="perf_event: cpu-clock (default), task-clock, page-faults, context-switches, "
+                              "... or a hardware event (cycles, instructions) where the CPU has a PMU")
+    @argument("--freq", type=int, help="perf_event: samples per second (default 99)")
+    @argument("--period", type=int, help="perf_event: one sample every PERIOD events")
+    @argument("--cpu", type=int, help="perf_event: only this CPU (default: all)")
+    @argument("--cflags", default="", help="extra clang flags, quoted: --cflags '-DN=4'")
+    @argument("-q", "--quiet", action="store_true", help="bind the handle without displaying it")
+    @cell_magic
+    def bpf(self, line, cell):
+        """Compile the cell with BCC, load it as the SEC's program type and attach it.
+
+        The cell is BCC C with one program function. libbpf spellings work too:
+        SEC(...), BPF_KPROBE, BPF_KRETPROBE, BPF_PROG, PT_REGS_PARMn,
+        struct trace_event_raw_sys_enter/_exit.
+
+        Returns a handle: h["map"].to_frame(), h.hist("map"), h.events("map"),
+        h.trace_lines(), h.read() (iterators), h.detach().
+        """
+        from . import attach, loader
+
+        args = parse_argstring(self.bpf, line)
+        options = attach.Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu)
+        section, fn = loader.choose_section(args.sec, cell, args.fn)
+        name = args.name or fn or _guess_name(cell)
+
+        def build():
+            return loader.build(cell, args.sec, name=name, fn=args.fn, options=options,
+                                cflags=shlex.split(args.cflags))
+
+        if name is not None:
+            program = SESSION.replace(name, build)
+        else:  # the name is only known after compiling
+            built = build()
+            program = SESSION.replace(built.name, lambda: built)
+        program._on_detach = SESSION.forget
+        program.defaults = {"duration": self.default_duration, "max_events": self.max_events}
+        self.shell.user_ns[program.name] = program
+        return None if args.quiet else program
+
+    @line_magic
+    def bpf_sec(self, line):
+        """%bpf_sec NAME: how libbpf reads a SEC name, as a one-row DataFrame."""
+        import pandas as pd
+
+        from .sections import resolve
+
+        return pd.DataFrame([resolve(line.strip()).as_row()])
+
+    @line_magic
+    def bpf_features(self, line):
+        """%bpf_features: which program types this kernel runs, and why not where it does not."""
+        from .features import report
+
+        df = report()
+        print("  ".join(f"{k}: {v}" for k, v in df.attrs.items()))
+        return df
+
+    @line_magic
+    def bpf_list(self, line):
+        """%bpf_list: the programs this lab session has loaded."""
+        return SESSION.frame()
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="the handle's name")
+    @argument("--all", action="store_true", help="detach everything the lab loaded")
+    @line_magic
+    def bpf_detach(self, line):
+        """%bpf_detach NAME | --all"""
+        from .errors import BPFLabError
+
+        args = parse_argstring(self.bpf_detach, line)
+        if args.all:
+            n = SESSION.release_all()
+            print(f"detached {n} program(s)")
+            return
+        if not args.name:
+            raise BPFLabError("say which program to detach", hint="%bpf_detach NAME, or %bpf_detach --all")
+        if not SESSION.release(args.name):
+            raise BPFLabError(f"nothing named {args.name!r} is loaded",
+                              hint=f"loaded: {', '.join(SESSION.names()) or 'nothing'}")
+        print(f"detached {args.name}")
+
+
+def _guess_name(cell: str) -> str | None:
+    from .source import program_functions
+
+    names = program_functions(cell)
+    return names[0] if len(names) == 1 else None
+
+
+def register(ipython) -> None:
+    ipython.register_magics(BPFMagics)
+
+
+def unregister(ipython) -> None:
+    SESSION.release_all()
+    table = ipython.magics_manager.magics
+    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach"])):
+        for n in names:
+            table[kind].pop(n, None)

@@ -1,0 +1,63 @@
+"""What the lab has loaded in this Python process, by NAME.
+
+The session owns lifecycles: re-running a cell releases the previous
+program of the same NAME before the new one attaches, and everything is
+detached when the extension unloads or the interpreter exits.
+"""
+from __future__ import annotations
+
+import atexit
+from collections.abc import Callable
+
+
+class Session:
+    def __init__(self) -> None:
+        self._programs: dict[str, object] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._programs
+
+    def __len__(self) -> int:
+        return len(self._programs)
+
+    def get(self, name: str):
+        return self._programs.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._programs)
+
+    def replace(self, name: str, build: Callable[[], object]):
+        """Release NAME, then build and register its successor (nothing is kept if build fails)."""
+        self.release(name)
+        program = build()
+        self._programs[name] = program
+        return program
+
+    def release(self, name: str) -> bool:
+        program = self._programs.pop(name, None)
+        if program is None:
+            return False
+        program.detach()
+        return True
+
+    def forget(self, program) -> None:
+        """A program detached by its own handle leaves the registry."""
+        for name, p in list(self._programs.items()):
+            if p is program:
+                del self._programs[name]
+
+    def release_all(self) -> int:
+        names = list(self._programs)
+        for name in reversed(names):
+            self.release(name)
+        return len(names)
+
+    def frame(self):
+        import pandas as pd
+
+        rows = [p.summary() for p in self._programs.values()]
+        return pd.DataFrame(rows, columns=["name", "function", "section", "prog_type", "attached", "maps"])
+
+
+SESSION = Session()
+atexit.register(SESSION.release_all)

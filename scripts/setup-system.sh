@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Idempotent set-up for the eBPF lab on Debian 12 or Ubuntu 22.04/24.04, as root.
+# A second run with nothing to do only checks and returns quickly.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+kver=$(uname -r)
+arch=$(dpkg --print-architecture)
+. /etc/os-release
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+warn() { printf '\033[1;33m[setup] WARNING:\033[0m %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-system.sh must run as root (BPF, apt and mounts need it): sudo make lab" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_updated=0
+apt_update() { [ "$apt_updated" = 1 ] || { apt-get update -q >/dev/null; apt_updated=1; }; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+has_candidate() { apt_update; apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'; }
+install() {
+  local missing=()
+  for p in "$@"; do installed "$p" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  apt_update
+  log "installing ${missing[*]}"
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- packages from the running distribution only ---------------------------
+install python3-bpfcc bpfcc-tools libbpf-dev clang llvm iproute2 pkg-config python3-venv python3-pip \
+  gcc libc6-dev systemtap-sdt-dev
+if ! command -v bpftool >/dev/null; then
+  if has_candidate bpftool; then install bpftool
+  else install linux-tools-common "linux-tools-$kver"   # Ubuntu ships bpftool there
+  fi
+fi
+
+# --- kernel headers for BCC ------------------------------------------------
+build=/lib/modules/$kver/build
+if [ ! -e "$build/include" ]; then
+  if installed "linux-headers-$kver" || has_candidate "linux-headers-$kver"; then
+    install "linux-headers-$kver"
+  elif [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    # No headers package for this kernel: take the newest from bookworm-backports
+    # (same release, so libc stays as it is; never trixie).
+    bpo=/etc/apt/sources.list.d/ebpf-lab-bookworm-backports.list
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      echo "deb http://deb.debian.org/debian bookworm-backports main" > "$bpo"
+      apt_updated=0
+    fi
+    apt_update
+    log "installing the newest linux-headers-$arch from bookworm-backports"
+    apt-get install -y -q --no-install-recommends -t bookworm-backports "linux-headers-$arch" >/dev/null
+  else
+    warn "no linux-headers package for $kver on ${PRETTY_NAME:-this system}; BCC cells will not compile"
+  fi
+  if [ ! -e "$build/include" ]; then
+    newest=$(ls -d /usr/src/linux-headers-*-"$arch" 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$newest" ]; then
+      mkdir -p "/lib/modules/$kver"
+      ln -sfn "$newest" "$build"
+      ln -sfn "${newest%-"$arch"}-common" "/lib/modules/$kver/source"
+      touch "/lib/modules/$kver/.ebpf-lab-foreign-headers"
+    fi
+  fi
+fi
+if [ -e "/lib/modules/$kver/.ebpf-lab-foreign-headers" ]; then
+  warn "BCC uses headers from $(basename "$(readlink "$build")"), not from the running kernel $kver:
+         struct layouts may differ from this kernel's. Read kernel structs with CO-RE (BTF) where it matters."
+fi
+
+# --- filesystems BPF tools expect -------------------------------------------
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+# --- the Python environment ----------------------------------------------------
+# --system-site-packages: the distribution's python3-bpfcc is the real bcc
+# (PyPI's "bcc" is an unrelated package).
+venv=$here/.venv
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating $venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+fi
+stamp=$venv/.ebpf-lab-installed
+want=$(cat "$here/pyproject.toml" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "pip install -e '.[dev]'"
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[dev]"
+  echo "$want" > "$stamp"
+fi
+"$venv/bin/python" -c 'import bcc, ebpf_magic' || {
+  echo "bcc or ebpf_magic does not import in $venv" >&2; exit 1; }
+log "ready: kernel $kver, $("$venv/bin/python" -c 'import ebpf_magic.libbpf as l; print("libbpf", l.version())')"

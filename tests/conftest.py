@@ -1,0 +1,114 @@
+"""Shared fixtures: privilege and feature gates, a clean session, leftover checks."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+REQUIRE_LIVE = os.environ.get("EBPF_MAGIC_REQUIRE_LIVE") == "1"
+
+
+def kernel_prog_ids() -> set[int]:
+    """Ids of every BPF program loaded on the machine (bpftool's view)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, text=True, check=True)
+    return {p["id"] for p in json.loads(out.stdout or "[]")}
+
+
+def held_prog_ids(pid: int | str = "self") -> set[int]:
+    """Programs this process keeps alive through a program or link fd.
+
+    Other processes may load programs meanwhile; what this process holds is
+    exactly what the lab loaded in it.
+    """
+    ids = set()
+    base = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(base):
+        try:
+            with open(f"{base}/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            continue
+    return ids
+
+
+def require(family: str) -> None:
+    """Skip where this kernel lacks ``family`` (printing why); never skip a family it has.
+
+    With EBPF_MAGIC_REQUIRE_LIVE=1 (CI), not being able to test a family the
+    kernel supports (no root, no bpffs) fails instead of skipping.
+    """
+    if os.geteuid() != 0:
+        msg = "live tests need root"
+        if REQUIRE_LIVE:
+            pytest.fail(f"{msg} (EBPF_MAGIC_REQUIRE_LIVE=1)")
+        pytest.skip(msg)
+    from ebpf_magic.features import feature
+
+    f = feature(family)
+    if f is not None and not f.available:
+        print(f"SKIP {family}: {f.reason}")
+        pytest.skip(f"this kernel lacks {family}: {f.reason}")
+
+
+@pytest.fixture
+def live():
+    """For live tests: root, a clean lab session, and no program left behind afterwards."""
+    require("tracepoint")
+    from ebpf_magic.session import SESSION
+
+    before = held_prog_ids()
+    yield SESSION
+    SESSION.release_all()
+    left = held_prog_ids() - before
+    assert not left, f"programs left loaded after the test: {sorted(left)}"
+    assert not left & kernel_prog_ids()
+
+
+@pytest.fixture
+def ip(live):
+    """An IPython shell with the extension loaded."""
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    start_ipython()  # once per process; later calls return None
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "ebpf_magic")
+    yield shell
+    shell.run_line_magic("bpf_detach", "--all")
+
+
+TARGET_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/sdt.h>
+
+/* noinline + asm: the call must survive -O2 so the uprobe has a function to hit. */
+__attribute__((noinline)) int lab_target(int x) { asm volatile(""); return 2 * x; }
+
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 10, sum = 0;
+    if (argc > 2) getchar();   /* wait until the test has attached with --pid */
+    for (int i = 1; i <= n; i++) {
+        sum += lab_target(i);
+        DTRACE_PROBE2(lab, tick, i, sum);
+    }
+    printf("%d\n", sum);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def target_binary(tmp_path_factory) -> str:
+    """A small program with a function to uprobe and a USDT probe lab:tick."""
+    if not shutil.which("gcc"):
+        pytest.fail("gcc is missing: make test installs it (scripts/setup-system.sh)")
+    d = tmp_path_factory.mktemp("target")
+    (d / "target.c").write_text(TARGET_C)
+    subprocess.run(["gcc", "-O2", "-g", "-o", str(d / "lab_target"), str(d / "target.c")], check=True)
+    return str(d / "lab_target")
