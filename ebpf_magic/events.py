@@ -243,8 +243,10 @@ def _poll_ringbuf(libbcc, table, sink, duration: float) -> bool:
                 lib.bpf_poll_ringbuf(mgr, timeout)
         except KeyboardInterrupt:
             interrupted = True
-        # what is already committed counts, if only as dropped_by_limit
-        lib.bpf_consume_ringbuf(mgr)
+        # What is already committed counts, if only as dropped_by_limit; a full
+        # sink skips it, since a fast producer can keep a drain busy for long.
+        if sink.n < sink.limit:
+            lib.bpf_consume_ringbuf(mgr)
     finally:
         lib.bpf_free_ringbuf(mgr)
     return interrupted
@@ -271,7 +273,8 @@ def _poll_perf(libbcc, bpf, table, sink, on_lost, duration: float, page_cnt: int
                 lib.perf_reader_poll(len(mine), readers, timeout)
         except KeyboardInterrupt:
             interrupted = True
-        lib.perf_reader_consume(len(mine), readers)
+        if sink.n < sink.limit:
+            lib.perf_reader_consume(len(mine), readers)
     finally:
         # Deleting a CPU's entry frees its perf reader and clears the map slot,
         # so the program's later submits go nowhere and a new call can reopen.

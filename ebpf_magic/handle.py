@@ -76,14 +76,19 @@ class Program:
 
         return log2_hist(self[name].table, unit=unit)
 
-    def events(self, name: str, duration: float | None = None, max_events: int | None = None):
-        """Records of a ring or perf buffer for ``duration`` s, at most ``max_events`` kept."""
+    def events(self, name: str, duration: float | None = None, max_events: int | None = None,
+               page_cnt: int = 64):
+        """Records of a ring or perf buffer for ``duration`` s, at most ``max_events`` kept.
+
+        ``page_cnt`` sizes a perf buffer per CPU; a bigger one loses less under bursts.
+        """
         from .events import collect_events
 
         self[name]
         return collect_events(self._bpf(), name,
                               duration=self.defaults["duration"] if duration is None else duration,
-                              max_events=self.defaults["max_events"] if max_events is None else max_events)
+                              max_events=self.defaults["max_events"] if max_events is None else max_events,
+                              page_cnt=page_cnt)
 
     def trace_lines(self, duration: float = 1.0, max_lines: int = 10_000):
         """``bpf_trace_printk`` output read from trace_pipe for ``duration`` seconds."""

@@ -14,7 +14,6 @@ CELL_FILE = "cell"
 
 # BCC already provides BPF_PROG, PT_REGS_PARMn/RC and struct bpf_raw_tracepoint_args.
 PRELUDE = r"""
-#include <uapi/linux/bpf_perf_event.h>
 #ifndef SEC
 #define SEC(name)
 #endif
@@ -167,9 +166,17 @@ class CellSource:
         return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
 
 
+# Kernel headers cost BCC about a second each to parse: include them only for cells that need them.
+_HEADERS_FOR = [
+    (re.compile(r"\bbpf_perf_event_data\b"), "#include <uapi/linux/bpf_perf_event.h>"),
+    (re.compile(r"\bpt_regs\b|\bPT_REGS_|\bBPF_K(?:RET)?PROBE\b"), "#include <uapi/linux/ptrace.h>"),
+]
+
+
 def build(cell: str) -> CellSource:
-    """The BCC text for a cell: prelude, then the cell with its own line numbers."""
-    return CellSource(cell=cell, text=f'{PRELUDE}\n#line 1 "{CELL_FILE}"\n{cell}')
+    """The BCC text for a cell: headers it needs, the prelude, then the cell with its own line numbers."""
+    headers = "\n".join(h for pattern, h in _HEADERS_FOR if pattern.search(cell))
+    return CellSource(cell=cell, text=f'{headers}\n{PRELUDE}\n#line 1 "{CELL_FILE}"\n{cell}')
 
 
 def _strip_comments(text: str) -> str:

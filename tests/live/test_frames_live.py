@@ -350,9 +350,12 @@ class Producer(threading.Thread):
         self.bpf["target"][ct.c_int(0)] = ct.c_uint32(self.tid)
         self.ready.set()
         time.sleep(self.delay)
+        # getpid through ctypes drops the GIL on every call; os.getpid() would keep
+        # it, and each event callback in the main thread would wait a switch interval.
+        getpid = ct.CDLL(None, use_errno=True).getpid
         i = 0
         while not self.stop.is_set() and (self.count is None or i < self.count):
-            os.getpid()
+            getpid()
             i += 1
 
 
