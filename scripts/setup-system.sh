@@ -88,8 +88,15 @@ fi
 stamp=$venv/.ebpf-lab-installed
 want=$(cat "$here/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "pip install -e '.[dev]'"
-  "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[dev]"
+  log "pip install -e '.[dev]' (log: $venv/pip.log)"
+  "$venv/bin/pip" install --disable-pip-version-check -e "$here[dev]" >"$venv/pip.log" 2>&1 \
+    || { tail -n 30 "$venv/pip.log" >&2; exit 1; }
+  # A tool pip saw in the system's site-packages was not installed here, and its
+  # command may be missing from the venv: install the test tools into the venv itself.
+  for tool in ruff pytest; do
+    "$venv/bin/python" -m "$tool" --version >/dev/null 2>&1 \
+      || "$venv/bin/pip" install -q --disable-pip-version-check --ignore-installed "$tool" >>"$venv/pip.log" 2>&1
+  done
   echo "$want" > "$stamp"
 fi
 "$venv/bin/python" -c 'import bcc, ebpf_magic' || {
