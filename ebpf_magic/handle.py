@@ -52,6 +52,11 @@ class Program:
         return self.module.bpf
 
     @property
+    def bpf(self):
+        """The underlying bcc.BPF object, for BCC's own API (stack walks, ksym(), sym())."""
+        return self._bpf()
+
+    @property
     def map_names(self) -> list[str]:
         self._bpf()
         return self.module.table_names()
@@ -89,6 +94,16 @@ class Program:
                               duration=self.defaults["duration"] if duration is None else duration,
                               max_events=self.defaults["max_events"] if max_events is None else max_events,
                               page_cnt=page_cnt)
+
+    def live(self, name: str, kind: str = "frame", every: float = 0.5, duration: float | None = None):
+        """A widget re-plotting map ``name`` every ``every`` s (kind "frame" or "hist") with a stop button.
+
+        With ``duration`` (or EBPF_LAB_HEADLESS=1, as under test) it waits that long and
+        returns the DataFrame instead.
+        """
+        from .live import live
+
+        return live(self, name, kind=kind, every=every, duration=duration)
 
     def trace_lines(self, duration: float = 1.0, max_lines: int = 10_000):
         """``bpf_trace_printk`` output read from trace_pipe for ``duration`` seconds."""

@@ -1,0 +1,118 @@
+"""Live views: a map or histogram re-plotted every few hundred ms while the program runs.
+
+The view is an ipywidgets box (plot, status line, stop button). A background
+thread reads the map and pushes a new PNG through ``Output.append_display_data``;
+it never uses ``with out:``, which captures output of whatever cell runs at
+that moment. Under test, or with ``duration=``, the same call blocks for that
+long and returns the last DataFrame: the plain twin that nbval can run.
+"""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+HEADLESS_ENV = "EBPF_LAB_HEADLESS"
+
+
+def headless() -> bool:
+    return os.environ.get(HEADLESS_ENV) == "1"
+
+
+def snapshot(program, name: str, kind: str):
+    if kind == "hist":
+        return program.hist(name)
+    if kind == "frame":
+        return program[name].to_frame()
+    raise ValueError(f"kind must be 'frame' or 'hist', not {kind!r}")
+
+
+def render_png(df, kind: str, title: str, top: int = 15) -> bytes:
+    """A PNG of the snapshot; matplotlib's object API, so no global pyplot state is touched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.2), dpi=90)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if kind == "hist":
+        df.plot(ax=ax, title=title)
+    elif len(df):
+        value = "value" if "value" in df.columns else df.columns[-1]
+        key = "key" if "key" in df.columns else df.columns[0]
+        shown = df.nlargest(top, value)
+        ax.barh(shown[key].astype(str), shown[value])
+        ax.invert_yaxis()
+        ax.set_xlabel(value)
+        ax.set_title(title)
+    else:
+        ax.set_title(f"{title}: empty")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class LiveView:
+    def __init__(self, program, name: str, kind: str = "frame", every: float = 0.5):
+        import ipywidgets as w
+
+        self.program, self.name, self.kind, self.every = program, name, kind, every
+        self.out = w.Output()
+        self.status = w.Label("starting")
+        self.button = w.Button(description="stop", button_style="warning", icon="stop")
+        self.button.on_click(lambda _b: self.stop())
+        self.widget = w.VBox([w.HBox([self.button, self.status]), self.out])
+        self.last = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"bpf-live-{name}", daemon=True)
+
+    def start(self) -> LiveView:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.button.disabled = True
+
+    def _run(self) -> None:
+        frames = 0
+        while not self._stop.is_set():
+            try:
+                self.last = snapshot(self.program, self.name, self.kind)
+                png = render_png(self.last, self.kind, f"{self.program.name}[{self.name!r}]")
+            except Exception as exc:  # the program was detached, or the map went away
+                self.status.value = f"stopped: {exc}".splitlines()[0]
+                self.stop()
+                return
+            self.out.outputs = ()
+            self.out.append_display_data(_Png(png))
+            frames += 1
+            self.status.value = f"{frames} updates, every {self.every:g} s"
+            self._stop.wait(self.every)
+        self.status.value = f"stopped after {frames} updates"
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+class _Png:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def _repr_png_(self):
+        return self.data
+
+
+def live(program, name: str, kind: str = "frame", every: float = 0.5, duration: float | None = None):
+    """A live view of ``program[name]``; with ``duration`` (or headless), the DataFrame after that long."""
+    if duration is not None or headless():
+        end = time.monotonic() + (duration if duration is not None else 1.0)
+        while time.monotonic() < end:
+            time.sleep(min(every, max(0.0, end - time.monotonic())))
+        return snapshot(program, name, kind)
+    program[name]  # a clear MapError now rather than in the thread
+    return LiveView(program, name, kind, every).start()
