@@ -10,20 +10,15 @@ from __future__ import annotations
 import atexit
 import ctypes as ct
 import difflib
-import errno
-import re
 from dataclasses import dataclass
 
-from . import libbpf
-from .errors import CompileError, NotRootError, VerifierError
+from . import diagnostics, libbpf
 from .fdcapture import stderr_fd
 from .sections import Section
 from .source import CELL_FILE, CellSource
 
 _DEBUG_PREPROCESSOR = 0x4  # BCC prints its rewritten source: maps verifier lines back to the cell
 _BPF_F_SLEEPABLE = 1 << 4
-_DIAG = re.compile(rf"^{CELL_FILE}:(\d+):(\d+): (error|warning): (.*)$")
-_ANY_ERROR = re.compile(r"^(\S+?):(\d+):(\d+): error: (.*)$")
 
 
 def _bcc():
@@ -101,7 +96,7 @@ def compile_cell(src: CellSource, cflags: list[str] | None = None, usdt_contexts
         else:
             err = None
     if err is not None:
-        raise _compile_error(src, cap.text, err) from None
+        raise diagnostics.compile_error(src.cell, cap.text, err) from None
     return Module(bpf=b, source=src, rewritten=_rewritten_cell(cap.text))
 
 
@@ -111,28 +106,6 @@ def _rewritten_cell(printed: str) -> list[str]:
         return []
     body = printed.split(marker, 1)[1].splitlines()[1:]
     return [ln for ln in body if not ln.startswith("#include <bcc/footer.h>")]
-
-
-def _compile_error(src: CellSource, printed: str, exc: Exception) -> CompileError:
-    lines = printed.splitlines()
-    errors = [(int(m[1]), int(m[2]), m[4]) for m in map(_DIAG.match, lines) if m and m[3] == "error"]
-    if errors:
-        line, col, msg = errors[0]
-        detail = [f"cell line {ln}:{c}: {m}" for ln, c, m in errors[:6]]
-        if len(errors) > 6:
-            detail.append(f"... and {len(errors) - 6} more errors")
-        return CompileError(
-            msg, where=f"cell line {line}: {src.cell_line(line)}", detail="\n".join(detail),
-            hint="fix the C in the cell; BCC's dialect: map.lookup()/increment(), bpf_probe_read_*()")
-    others = [m for m in map(_ANY_ERROR.match, lines) if m]
-    if others:
-        m = others[0]
-        return CompileError(m[4], where=f"{m[1]}:{m[2]} (a header, not the cell)",
-                            hint="a header the cell includes does not compile with this kernel's headers; "
-                                 "check %bpf_features for the headers in use")
-    tail = "\n".join(ln for ln in lines[-8:] if ln.strip()) or str(exc)
-    return CompileError("BCC could not compile the cell", detail=tail,
-                        hint="check that kernel headers are installed (%bpf_features)")
 
 
 def load(module: Module, fn: str, section: Section, *, btf_id: int | None = None) -> int:
@@ -187,31 +160,4 @@ def _load_with_libbpf(module: Module, fn: str, section: Section, btf_id: int | N
 
 
 def _load_error(module: Module, fn: str, section: Section, err: int, log: str):
-    from .features import refusal_reason
-
-    if err == errno.EPERM:
-        reason = refusal_reason(section)
-        if reason is not None:
-            return reason
-        return NotRootError(f"loading {fn} needs CAP_BPF and CAP_PERFMON (errno EPERM)",
-                            hint="run JupyterLab as root: sudo make lab")
-    lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith(("In file included", " "))]
-    verifier = [ln for ln in lines if not _ANY_ERROR.match(ln) and "warning" not in ln]
-    tail_end = next((i for i in range(len(verifier) - 1, -1, -1)
-                     if not verifier[i].startswith(("processed ", "HINT", "bpf: Failed", "verification time",
-                                                    "stack depth", "-- END"))), len(verifier) - 1)
-    excerpt = verifier[max(0, tail_end - 5): tail_end + 1]
-    where = None
-    for ln in reversed(verifier[: tail_end + 1]):
-        m = re.search(rf"@ {CELL_FILE}:(\d+)", ln)
-        if m and int(m[1]) > 0:
-            cell_line = module.cell_line_of(int(m[1]))
-            if cell_line:
-                where = f"cell line {cell_line}: {module.source.cell_line(cell_line)}"
-            break
-    hints = [ln[len("HINT: "):] for ln in verifier if ln.startswith("HINT: ")]
-    what = verifier[tail_end] if verifier else f"{libbpf.strerror(err)} loading {fn}"
-    return VerifierError(
-        what, where=where, detail="\n".join(excerpt[:-1]),
-        hint=hints[0] if hints else "bound every access the verifier complains about; "
-                                    f"{section.family} programs get a {section.prog_type.name} context")
+    return diagnostics.load_error(fn, section, err, log, module.source.cell, module.cell_line_of)

@@ -25,7 +25,7 @@ _POLL_SLICE_MS = 100
 _FIRST_CHUNK = 1024
 
 
-class _Sink:
+class RecordSink:
     """Fixed-size records copied into growing numpy chunks, at most ``limit`` of them."""
 
     def __init__(self, rec_size: int, limit: int):
@@ -180,7 +180,7 @@ def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_
         raise MapError(f"'{name}' is not a ring buffer or perf buffer", where=name,
                        hint=f"use frames.map_frame(bpf['{name}']) for key/value maps")
     cls, why = (event_type, None) if event_type is not None else _event_class(table)
-    sink = _Sink(ct.sizeof(cls), max_events) if cls is not None else _RawSink(max_events)
+    sink = RecordSink(ct.sizeof(cls), max_events) if cls is not None else _RawSink(max_events)
     lost = [0]
 
     def on_lost(count):

@@ -303,10 +303,7 @@ def _read(table) -> _Raw:
         return _read_items(table)
     info = _map_info(fd)
     name = _table_name(table) or info.name.decode(errors="replace")
-    if info.type in (_PERF_EVENT_ARRAY, _RINGBUF, _QUEUE, _STACK):
-        raise MapError(f"'{name}' is a {_TYPE_NAMES.get(info.type)} map, not a key/value map",
-                       hint="read events with ebpf_magic.events.collect_events(bpf, name)"
-                       if info.type in (_PERF_EVENT_ARRAY, _RINGBUF) else None)
+    _check_key_value_map(info, name)
     percpu = info.type in _PERCPU_TYPES
     key_t = table.Key
     if ct.sizeof(key_t) != info.key_size:
@@ -314,7 +311,25 @@ def _read(table) -> _Raw:
                        f"uses {info.key_size}-byte keys", where=name,
                        hint="pass the right keytype to bpf.get_table()")
     leaf_t = _leaf_type(table, info.value_size, percpu, name)
-    kdt, vdt = dtype_of(key_t), dtype_of(leaf_t)
+    return read_map_fd(fd, dtype_of(key_t), dtype_of(leaf_t), name, info)
+
+
+def _check_key_value_map(info, name: str) -> None:
+    if info.type in (_PERF_EVENT_ARRAY, _RINGBUF, _QUEUE, _STACK):
+        raise MapError(f"'{name}' is a {_TYPE_NAMES.get(info.type)} map, not a key/value map",
+                       hint="read its records with h.events(name)"
+                       if info.type in (_PERF_EVENT_ARRAY, _RINGBUF) else None)
+
+
+def read_map_fd(fd: int, kdt: np.dtype, vdt: np.dtype, name: str | None = None, info=None) -> _Raw:
+    """A whole map read through its fd into arrays of the given key and value dtypes.
+
+    Engine-neutral: BCC cells give dtypes from ctypes, CO-RE cells from BTF.
+    """
+    info = info or _map_info(fd)
+    name = name or info.name.decode(errors="replace")
+    _check_key_value_map(info, name)
+    percpu = info.type in _PERCPU_TYPES
     cpus = possible_cpus() if percpu else None
     # Per-CPU values come back as one 8-byte aligned slot per possible CPU.
     slot = (info.value_size + 7) & ~7 if percpu else info.value_size
@@ -329,6 +344,16 @@ def _read(table) -> _Raw:
     else:
         values = np.frombuffer(vbuf, dtype=vdt, count=n)
     return _Raw(keys, values, info.type, name, cpus)
+
+
+def raw_frame(raw: _Raw) -> pd.DataFrame:
+    """The DataFrame of a map read by ``read_map_fd`` (or ``_read``)."""
+    df = frame_from_arrays(raw.keys, raw.values, cpus=raw.cpus)
+    if raw.name:
+        df.attrs["map"] = raw.name
+    if raw.map_type is not None:
+        df.attrs["map_type"] = _TYPE_NAMES.get(raw.map_type, str(raw.map_type))
+    return df
 
 
 def _batch_lookup(fd: int, key_size: int, value_size: int, max_entries: int):
@@ -483,13 +508,7 @@ def map_frame(table) -> pd.DataFrame:
     kernel supports it for the map type (else key by key), so it is one pass
     but not an atomic snapshot: programs may update entries meanwhile.
     """
-    raw = _read(table)
-    df = frame_from_arrays(raw.keys, raw.values, cpus=raw.cpus)
-    if raw.name:
-        df.attrs["map"] = raw.name
-    if raw.map_type is not None:
-        df.attrs["map_type"] = _TYPE_NAMES.get(raw.map_type, str(raw.map_type))
-    return df
+    return raw_frame(_read(table))
 
 
 # --------------------------------------------------------------------------- histograms

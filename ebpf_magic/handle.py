@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import time
 
 from .errors import MapError
 
@@ -107,20 +106,10 @@ class Program:
 
     def trace_lines(self, duration: float = 1.0, max_lines: int = 10_000):
         """``bpf_trace_printk`` output read from trace_pipe for ``duration`` seconds."""
-        import pandas as pd
+        from . import tracepipe
 
-        b = self._bpf()
-        rows, end = [], time.monotonic() + duration
-        b.trace_open(nonblocking=True)
-        while time.monotonic() < end and len(rows) < max_lines:
-            fields = b.trace_fields(nonblocking=True)
-            if fields[0] is None:
-                time.sleep(0.01)
-                continue
-            task, pid, cpu, flags, ts, msg = fields
-            rows.append({"task": task.decode(errors="replace"), "pid": pid, "cpu": cpu, "ts": ts,
-                         "msg": msg.decode(errors="replace")})
-        return pd.DataFrame(rows, columns=["task", "pid", "cpu", "ts", "msg"])
+        self._bpf()
+        return tracepipe.read(duration, max_lines)
 
     def read(self) -> str:
         """Run an iterator program once more and return what it printed."""

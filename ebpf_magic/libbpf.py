@@ -55,7 +55,91 @@ class LinkCreateOpts(ct.Structure):
     ]
 
 
+class OpenOpts(ct.Structure):
+    """The head of struct bpf_object_open_opts (libbpf 1.1): sz, object_name, relaxed_maps."""
+
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("object_name", ct.c_char_p),
+        ("relaxed_maps", ct.c_bool),
+    ]
+
+
+class BtfType(ct.Structure):
+    """struct btf_type: name offset, info (vlen | kind << 24 | kind_flag << 31), size or type."""
+
+    _fields_ = [("name_off", ct.c_uint32), ("info", ct.c_uint32), ("size_or_type", ct.c_uint32)]
+
+    @property
+    def kind(self) -> int:
+        return (self.info >> 24) & 0x1F
+
+    @property
+    def vlen(self) -> int:
+        return self.info & 0xFFFF
+
+    @property
+    def kind_flag(self) -> bool:
+        return bool(self.info >> 31)
+
+
+PRINT_FN = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_char_p, ct.c_void_p)
+RINGBUF_SAMPLE_FN = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_size_t)
+PERFBUF_SAMPLE_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_void_p, ct.c_uint32)
+PERFBUF_LOST_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_uint64)
+
+_P = ct.c_void_p
 _SIGNATURES = {
+    # objects, programs, maps, links
+    "bpf_object__open_mem": (_P, [ct.c_void_p, ct.c_size_t, ct.POINTER(OpenOpts)]),
+    "bpf_object__load": (ct.c_int, [_P]),
+    "bpf_object__close": (None, [_P]),
+    "bpf_object__btf": (_P, [_P]),
+    "bpf_object__next_program": (_P, [_P, _P]),
+    "bpf_object__next_map": (_P, [_P, _P]),
+    "bpf_object__find_map_by_name": (_P, [_P, ct.c_char_p]),
+    "bpf_program__name": (ct.c_char_p, [_P]),
+    "bpf_program__section_name": (ct.c_char_p, [_P]),
+    "bpf_program__type": (ct.c_int, [_P]),
+    "bpf_program__expected_attach_type": (ct.c_int, [_P]),
+    "bpf_program__autoload": (ct.c_bool, [_P]),
+    "bpf_program__set_autoload": (ct.c_int, [_P, ct.c_bool]),
+    "bpf_program__fd": (ct.c_int, [_P]),
+    "bpf_program__attach": (_P, [_P]),
+    "bpf_program__attach_perf_event": (_P, [_P, ct.c_int]),
+    "bpf_program__attach_iter": (_P, [_P, _P]),
+    "bpf_link__destroy": (ct.c_int, [_P]),
+    "bpf_link__fd": (ct.c_int, [_P]),
+    "bpf_map__name": (ct.c_char_p, [_P]),
+    "bpf_map__fd": (ct.c_int, [_P]),
+    "bpf_map__type": (ct.c_int, [_P]),
+    "bpf_map__key_size": (ct.c_uint32, [_P]),
+    "bpf_map__value_size": (ct.c_uint32, [_P]),
+    "bpf_map__max_entries": (ct.c_uint32, [_P]),
+    "bpf_map__btf_key_type_id": (ct.c_uint32, [_P]),
+    "bpf_map__btf_value_type_id": (ct.c_uint32, [_P]),
+    "bpf_map__initial_value": (_P, [_P, ct.POINTER(ct.c_size_t)]),
+    "bpf_map__is_internal": (ct.c_bool, [_P]),
+    # BTF
+    "btf__load_vmlinux_btf": (_P, []),
+    "btf__free": (None, [_P]),
+    "btf__type_cnt": (ct.c_uint32, [_P]),
+    "btf__type_by_id": (ct.POINTER(BtfType), [_P, ct.c_uint32]),
+    "btf__name_by_offset": (ct.c_char_p, [_P, ct.c_uint32]),
+    "btf__find_by_name_kind": (ct.c_int, [_P, ct.c_char_p, ct.c_uint32]),
+    "btf__resolve_size": (ct.c_int64, [_P, ct.c_uint32]),
+    "btf__resolve_type": (ct.c_int, [_P, ct.c_uint32]),
+    # output buffers
+    "ring_buffer__new": (_P, [ct.c_int, RINGBUF_SAMPLE_FN, _P, _P]),
+    "ring_buffer__poll": (ct.c_int, [_P, ct.c_int]),
+    "ring_buffer__consume": (ct.c_int, [_P]),
+    "ring_buffer__free": (None, [_P]),
+    "perf_buffer__new": (_P, [ct.c_int, ct.c_size_t, PERFBUF_SAMPLE_FN, PERFBUF_LOST_FN, _P, _P]),
+    "perf_buffer__poll": (ct.c_int, [_P, ct.c_int]),
+    "perf_buffer__consume": (ct.c_int, [_P]),
+    "perf_buffer__free": (None, [_P]),
+    "libbpf_set_print": (PRINT_FN, [PRINT_FN]),
+    "libbpf_get_error": (ct.c_long, [_P]),
     "libbpf_major_version": (ct.c_uint32, []),
     "libbpf_minor_version": (ct.c_uint32, []),
     "libbpf_prog_type_by_name": (ct.c_int, [ct.c_char_p, ct.POINTER(ct.c_int), ct.POINTER(ct.c_int)]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from . import attach as attachers
-from . import bcc_engine, source
+from . import bcc_engine, source, tracepipe
 from .errors import AttachError, BPFLabError, NotRootError
 from .handle import Program
 from .sections import Section, resolve
@@ -80,7 +80,7 @@ def build(cell: str, sec: str | None = None, *, name: str | None = None, fn: str
         fn = choose_function(module.functions(), fn)
         fd = bcc_engine.load(module, fn, section, btf_id=btf_id)
         if "bpf_trace_printk" in cell:
-            drain_trace_pipe()
+            tracepipe.drain()
         program = Program(name or fn, module, fn, section, [])
         program.attachments = attachers.attach(attachers.Request(module, fn, fd, section, options))
         if section.family == "iter":
@@ -91,24 +91,6 @@ def build(cell: str, sec: str | None = None, *, name: str | None = None, fn: str
             program.detach()
         module.release()
         raise
-
-
-def drain_trace_pipe(limit: int = 1 << 24) -> None:
-    """trace_pipe is shared and keeps lines nobody read; h.trace_lines() shows only this program's."""
-    from .features import TRACEFS
-
-    try:
-        fd = os.open(f"{TRACEFS}/trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return
-    try:
-        for _ in range(limit // 65536):
-            if not os.read(fd, 65536):
-                break
-    except BlockingIOError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _single(names: list[str]) -> str:

@@ -32,29 +32,45 @@ class BPFMagics(Magics):
     @argument("--period", type=int, help="perf_event: one sample every PERIOD events")
     @argument("--cpu", type=int, help="perf_event: only this CPU (default: all)")
     @argument("--cflags", default="", help="extra clang flags, quoted: --cflags '-DN=4'")
+    @argument("--engine", choices=["bcc", "core"],
+              help="bcc: BCC C with the SEC on the magic line; core: a whole libbpf program (vmlinux.h, "
+                   "SEC() on each function) compiled by clang and loaded by libbpf. Default: core when the "
+                   "magic line has no SEC and the cell has SEC(\"...\") annotations, else bcc")
+    @argument("--set", action="append", metavar="NAME=VALUE",
+              help="core: set a global (const volatile ...) before load; repeatable")
+    @argument("--event-type", help="core: the struct that ring/perf buffer records carry, where the "
+                                   "code does not make it plain")
     @argument("-q", "--quiet", action="store_true", help="bind the handle without displaying it")
     @cell_magic
     def bpf(self, line, cell):
-        """Compile the cell with BCC, load it as the SEC's program type and attach it.
+        """Compile the cell, load it as the SEC's program type and attach it.
 
-        The cell is BCC C with one program function. libbpf spellings work too:
-        SEC(...), BPF_KPROBE, BPF_KRETPROBE, BPF_PROG, PT_REGS_PARMn,
-        struct trace_event_raw_sys_enter/_exit.
+        Two engines. BCC (``%%bpf SEC``): BCC C with one program function;
+        libbpf spellings work too (SEC(...), BPF_KPROBE, BPF_KRETPROBE, BPF_PROG,
+        PT_REGS_PARMn, struct trace_event_raw_sys_enter/_exit). CO-RE (``%%bpf``
+        with no SEC, the cell a whole libbpf program with #include "vmlinux.h"
+        and SEC("...") on each function): clang + libbpf, relocated against
+        this kernel's BTF. ``--engine`` overrides the choice.
 
         Returns a handle: h["map"].to_frame(), h.hist("map"), h.events("map"),
-        h.trace_lines(), h.read() (iterators), h.detach().
+        h.trace_lines(), h.live("map"), h.read() (iterators), h.detach();
+        CO-RE handles also have h.globals and h.programs.
         """
-        from . import attach, loader
+        from . import attach, loader, source
 
         args = parse_argstring(self.bpf, line)
         options = attach.Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu)
+        engine = args.engine or ("core" if not args.sec and source.sec_annotations(cell) else "bcc")
+        if engine == "core":
+            return self._core(args, cell, options)
         section, fn = loader.choose_section(args.sec, cell, args.fn)
         name = args.name or fn or _guess_name(cell)
 
-        def build():
-            return loader.build(cell, args.sec, name=name, fn=args.fn, options=options,
-                                cflags=shlex.split(args.cflags))
+        return self._register(name, args, lambda: loader.build(
+            cell, args.sec, name=name, fn=args.fn, options=options, cflags=shlex.split(args.cflags)))
 
+    def _register(self, name, args, build):
+        """Replace NAME's previous program by a new one and bind the handle in the user namespace."""
         if name is not None:
             program = SESSION.replace(name, build)
         else:  # the name is only known after compiling
@@ -64,6 +80,18 @@ class BPFMagics(Magics):
         program.defaults = {"duration": self.default_duration, "max_events": self.max_events}
         self.shell.user_ns[program.name] = program
         return None if args.quiet else program
+
+    def _core(self, args, cell, options):
+        from .core.build import build, parse_sets
+        from .errors import BPFLabError
+
+        if args.sec:
+            raise BPFLabError("a CO-RE cell takes its SEC names from SEC(\"...\") in the cell",
+                              hint="drop the SEC from the magic line, or use --engine bcc")
+        sets = parse_sets(args.set)
+        return self._register(args.name, args, lambda: build(
+            cell, name=args.name, options=options, cflags=shlex.split(args.cflags), sets=sets,
+            event_type=args.event_type))
 
     @line_magic
     def bpf_sec(self, line):

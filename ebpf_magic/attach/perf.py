@@ -46,3 +46,35 @@ def perf_event(req: Request) -> list[Attachment]:
              hint="perf_event programs take struct bpf_perf_event_data *ctx")
     rate = f"{freq} Hz" if freq else f"every {period} events"
     return [Attachment("perf_event", f"{name} @ {rate}", lambda: b.detach_perf_event(ev_type, config))]
+
+
+def attach_fd(prog_fd: int, fn: str, o) -> list[Attachment]:
+    """A perf_event program loaded outside BCC (CO-RE), sampled on every online CPU."""
+    from bcc import lib
+    from bcc.utils import get_online_cpus
+
+    name = o.event or DEFAULT_EVENT
+    ev_type, config = event_of(name)
+    if ev_type == 0:
+        hw = feature("perf_event_hw")
+        if hw is not None and not hw.available:
+            raise KernelRefusedError(f"hardware event {name} cannot be sampled here", detail=hw.reason,
+                                     hint="--event cpu-clock (software) samples on any kernel")
+    freq = o.freq if (o.freq or o.period) else DEFAULT_FREQ
+    cpus = [o.cpu] if o.cpu is not None else get_online_cpus()
+    fds: list[int] = []
+
+    def close():
+        for fd in fds:
+            lib.bpf_close_perf_event_fd(fd)
+
+    for cpu in cpus:
+        fd = lib.bpf_attach_perf_event(prog_fd, ev_type, config, o.period or 0, freq or 0,
+                                       o.pid if o.pid is not None else -1, cpu, -1)
+        if fd < 0:
+            close()
+            raise AttachError(f"attaching {fn} to perf event {name} on CPU {cpu} failed",
+                              hint="perf_event programs take struct bpf_perf_event_data *ctx")
+        fds.append(fd)
+    rate = f"{freq} Hz" if freq else f"every {o.period} events"
+    return [Attachment("perf_event", f"{name} @ {rate}", close)]

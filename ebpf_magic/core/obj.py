@@ -1,0 +1,154 @@
+"""A libbpf ``bpf_object`` from a cell's compiled bytes: open, set globals, load, attach, close.
+
+libbpf does the ELF parsing, CO-RE relocation, map creation and attaching;
+this module only calls it in order and turns its failures into the lab's
+errors, with the verifier's log mapped to cell lines.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+from dataclasses import dataclass
+
+from .. import diagnostics, libbpf
+from ..attach import perf
+from ..attach.base import Attachment, Options
+from ..errors import AttachError, BPFLabError
+from ..features import refusal_reason
+from ..sections import Section, resolve
+from . import logs
+
+
+@dataclass
+class ProgInfo:
+    ptr: int
+    name: str
+    section_name: str       # as libbpf reports it (without a leading "?")
+    section: Section
+    autoload: bool
+
+    def row(self) -> dict:
+        return {"program": self.name, "section": self.section_name, "prog_type": self.section.prog_type.name,
+                "attach_type": self.section.attach_type.name if self.section.attach_type is not None else "-",
+                "autoload": self.autoload}
+
+
+@dataclass
+class MapInfo:
+    ptr: int
+    name: str
+    type: int
+    key_size: int
+    value_size: int
+    key_type_id: int
+    value_type_id: int
+
+    @property
+    def fd(self) -> int:
+        return libbpf.lib().bpf_map__fd(self.ptr)
+
+
+def _errno_of_null() -> int:
+    return ct.get_errno() or 22
+
+
+class CoreObject:
+    def __init__(self, data: bytes, name: str, cell: str):
+        self.cell = cell
+        self._data = ct.create_string_buffer(data, len(data))  # libbpf may read it until load
+        opts = libbpf.OpenOpts(sz=ct.sizeof(libbpf.OpenOpts), object_name=name.encode())
+        with logs.capture() as msgs:
+            ptr = libbpf.lib().bpf_object__open_mem(self._data, len(data), ct.byref(opts))
+        if not ptr:
+            raise BPFLabError(f"libbpf could not open the compiled cell: {libbpf.strerror(_errno_of_null())}",
+                              detail="".join(msgs[-6:]),
+                              hint='every program function needs SEC("..."); maps go in SEC(".maps")')
+        self.ptr = ptr
+        self.programs = self._programs()
+
+    # --- what the object holds ---------------------------------------------------
+    def _programs(self) -> list[ProgInfo]:
+        so, out, p = libbpf.lib(), [], None
+        while True:
+            p = so.bpf_object__next_program(self.ptr, p)
+            if not p:
+                return out
+            sec = so.bpf_program__section_name(p).decode()
+            out.append(ProgInfo(p, so.bpf_program__name(p).decode(), sec, resolve(sec),
+                                bool(so.bpf_program__autoload(p))))
+
+    def maps(self) -> list[MapInfo]:
+        so, out, m = libbpf.lib(), [], None
+        while True:
+            m = so.bpf_object__next_map(self.ptr, m)
+            if not m:
+                return out
+            out.append(MapInfo(m, so.bpf_map__name(m).decode(), so.bpf_map__type(m), so.bpf_map__key_size(m),
+                               so.bpf_map__value_size(m), so.bpf_map__btf_key_type_id(m),
+                               so.bpf_map__btf_value_type_id(m)))
+
+    @property
+    def btf(self) -> int:
+        return libbpf.lib().bpf_object__btf(self.ptr)
+
+    def initial_value(self, m: MapInfo) -> ct.Array | None:
+        """The writable initial contents of a .data/.rodata/.bss map (before load)."""
+        size = ct.c_size_t()
+        p = libbpf.lib().bpf_map__initial_value(m.ptr, ct.byref(size))
+        return (ct.c_char * size.value).from_address(p) if p else None
+
+    # --- load and attach -----------------------------------------------------------
+    def load(self) -> None:
+        for p in self.programs:
+            if p.autoload:
+                refused = refusal_reason(p.section)
+                if refused is not None:
+                    raise refused
+        with logs.capture() as msgs:
+            ret = libbpf.lib().bpf_object__load(self.ptr)
+        if ret == 0:
+            return
+        err = libbpf.errno_of(ret)
+        text = "".join(msgs)
+        failed = next((p for p in self.programs if f"prog '{p.name}'" in text), None)
+        if failed is None:
+            raise BPFLabError(f"libbpf could not load the object: {libbpf.strerror(err)}",
+                              detail="".join(msgs[-6:]).strip(), hint="check the maps' definitions")
+        raise diagnostics.load_error(failed.name, failed.section, err, logs.prog_load_log(msgs), self.cell)
+
+    def attach(self, options: Options) -> list[Attachment]:
+        """Attach every loaded program as its SEC says; on any failure detach those already attached."""
+        done: list[Attachment] = []
+        try:
+            for p in self.programs:
+                if p.autoload:
+                    done += self._attach_one(p, options)
+        except BaseException:
+            for a in reversed(done):
+                a.detach()
+            raise
+        return done
+
+    def _attach_one(self, p: ProgInfo, options: Options) -> list[Attachment]:
+        so = libbpf.lib()
+        family = p.section.family
+        if family == "perf_event":
+            return perf.attach_fd(so.bpf_program__fd(p.ptr), p.name, options)
+        with logs.capture() as msgs:
+            if family == "iter":
+                link = so.bpf_program__attach_iter(p.ptr, None)
+            else:
+                link = so.bpf_program__attach(p.ptr)
+        if not link:
+            err = _errno_of_null()
+            raise AttachError(f"attaching {p.name} (SEC \"{p.section_name}\"): {libbpf.strerror(err)}",
+                              detail="".join(msgs[-4:]).strip() or None,
+                              hint="check the SEC target; %bpf_features lists what this kernel runs")
+        point = p.section_name.split("/", 1)[1] if "/" in p.section_name else p.section_name
+        return [Attachment(family, point, lambda link=link: so.bpf_link__destroy(link),
+                           fd=so.bpf_link__fd(link))]
+
+    def close(self) -> None:
+        if self.ptr:
+            libbpf.lib().bpf_object__close(self.ptr)
+            self.ptr = None
+

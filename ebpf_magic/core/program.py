@@ -1,0 +1,280 @@
+"""The handle of a CO-RE cell: the same reading API as a BCC cell's, with types from BTF."""
+from __future__ import annotations
+
+import ctypes as ct
+import html
+import re
+import time
+
+import numpy as np
+
+from .. import frames, libbpf
+from ..errors import MapError
+from ..events import RecordSink
+from .btf import Btf, globals_frame
+
+_RINGBUF, _PERF_EVENT_ARRAY = 27, 4
+_INTERNAL = (".bss", ".data", ".rodata", ".kconfig")
+
+# How a program names the record type of an output map (see infer_event_types).
+_RESERVE = re.compile(r"struct\s+(\w+)\s*\*\s*\w+\s*=\s*(?:\([^)]*\)\s*)?bpf_ringbuf_reserve\(\s*&(\w+)")
+_OUTPUT = re.compile(r"bpf_(?:ringbuf|perf_event)_output\(\s*(?:\w+\s*,\s*)?&(\w+)\s*,\s*(?:\w+\s*,\s*)?&?(\w+)")
+
+
+def infer_event_types(cell: str) -> dict[str, str]:
+    """Output map -> struct name, where the cell's code makes it plain."""
+    found = {m: s for s, m in _RESERVE.findall(cell)}
+    for m, var in _OUTPUT.findall(cell):
+        decl = re.search(rf"struct\s+(\w+)\s+\*?\s*{re.escape(var)}\b", cell)
+        if decl and m not in found:
+            found[m] = decl.group(1)
+    return found
+
+
+class CoreMapView:
+    def __init__(self, program: CoreProgram, info):
+        self._program, self.info, self.name = program, info, info.name
+
+    def to_frame(self):
+        return self._program._frame(self.info)
+
+    def __len__(self) -> int:
+        return len(self.to_frame())
+
+    def __repr__(self) -> str:
+        return f"<map {self.name} of {self._program.name}: use .to_frame()>"
+
+
+class CoreProgram:
+    """Programs, maps, globals and output of one libbpf object loaded from a cell."""
+
+    engine = "core"
+
+    def __init__(self, name: str, obj, attachments, event_types: dict[str, str] | None = None):
+        self.name = name
+        self.obj = obj
+        self.attachments = attachments
+        self.event_types = dict(event_types or {})
+        self.output: str | None = None
+        self.defaults = {"duration": 1.0, "max_events": 100_000}
+        self._on_detach = None
+        self._btf = Btf(obj.btf)
+        self._maps = {m.name: m for m in obj.maps()}
+
+    # --- what is loaded -----------------------------------------------------------
+    def _alive(self):
+        if self.obj is None or not self.obj.ptr:
+            raise MapError(f"{self.name} is detached; its maps are gone",
+                           hint=f"re-run the cell that defines {self.name}")
+        return self.obj
+
+    @property
+    def programs(self):
+        import pandas as pd
+
+        self._alive()
+        attached = {a.point for a in self.attachments if a.attached}
+        rows = []
+        for p in self.obj.programs:
+            row = p.row()
+            target = p.section_name.split("/", 1)[1] if "/" in p.section_name else p.section_name
+            row["attached"] = p.autoload and (target in attached or p.section.family == "perf_event")
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @property
+    def map_names(self) -> list[str]:
+        self._alive()
+        return [n for n in self._maps if not n.endswith(_INTERNAL)]
+
+    @property
+    def maps(self) -> dict[str, CoreMapView]:
+        return {n: CoreMapView(self, self._maps[n]) for n in self.map_names}
+
+    def __getitem__(self, name: str) -> CoreMapView:
+        if name not in self.map_names:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.map_names, n=1)
+            raise MapError(f"{self.name} has no map {name!r}",
+                           hint=f"its maps: {', '.join(self.map_names) or 'none'}"
+                                + (f"; did you mean {close[0]!r}?" if close else "")
+                                + "; globals are in h.globals")
+        return CoreMapView(self, self._maps[name])
+
+    def _dtype(self, type_id: int, size: int) -> np.dtype:
+        return self._btf.dtype(type_id) if type_id else np.dtype(f"V{size}")
+
+    def _frame(self, info):
+        self._alive()
+        kdt = self._dtype(info.key_type_id, info.key_size)
+        vdt = self._dtype(info.value_type_id, info.value_size)
+        df = frames.raw_frame(frames.read_map_fd(info.fd, kdt, vdt, info.name))
+        for type_id, prefix in ((info.key_type_id, "key"), (info.value_type_id, "value")):
+            if type_id:
+                self._name_enums(df, type_id, prefix)
+        return df
+
+    def _name_enums(self, df, type_id: int, prefix: str) -> None:
+        for path, names in self._btf.enum_names(type_id, prefix).items():
+            if path in df.columns:
+                df[path] = [names.get(int(v), int(v)) for v in df[path]]
+
+    # --- readers --------------------------------------------------------------------
+    @property
+    def globals(self) -> dict[str, object]:
+        """Current values of the object's global variables (.bss, .data, .rodata)."""
+        self._alive()
+        out: dict[str, object] = {}
+        zero = ct.c_uint32(0)
+        for name, info in self._maps.items():
+            section = "." + name.rsplit(".", 1)[1] if "." in name else ""
+            if section not in _INTERNAL or section == ".kconfig":
+                continue
+            buf = ct.create_string_buffer(info.value_size)
+            if libbpf.lib().bpf_map_lookup_elem(info.fd, ct.byref(zero), buf) == 0:
+                out.update(globals_frame(self._btf, section, buf.raw))
+        return out
+
+    def hist(self, name: str, unit: str | None = None):
+        """A log2 histogram from a map (slot -> count) or from a global array of counts."""
+        if name in self._maps and name in self.map_names:
+            df = self[name].to_frame()
+            if not {"key", "value"} <= set(df.columns):
+                raise MapError(f"{name} is not keyed by slot with a count value",
+                               hint="BPF_MAP_TYPE_HASH/ARRAY with __type(key, u32) slot, __type(value, u64) count")
+            return frames.log2_hist_from_arrays(df["key"], df["value"], unit=unit)
+        counts = self.globals.get(name)
+        if counts is None:
+            raise MapError(f"{self.name} has no map or global {name!r}", hint="maps: " + ", ".join(self.map_names))
+        counts = np.asarray(counts).reshape(-1)
+        return frames.log2_hist_from_arrays(np.arange(len(counts)), counts, unit=unit)
+
+    def events(self, name: str, duration: float | None = None, max_events: int | None = None,
+               page_cnt: int = 64, event_type: str | None = None):
+        """Records of a ring buffer or perf buffer map, decoded with the BTF type of the event struct."""
+        import pandas as pd
+
+        info = self[name].info
+        duration = self.defaults["duration"] if duration is None else duration
+        max_events = self.defaults["max_events"] if max_events is None else max_events
+        type_name = event_type or self.event_types.get(name)
+        if not type_name:
+            raise MapError(f"which struct does {name} carry?", hint="give it: --event-type NAME on the magic line, "
+                                                                    f"or h.events({name!r}, event_type='NAME')")
+        type_id = self._btf.find(type_name)
+        if type_id is None:
+            raise MapError(f"no type {type_name!r} in the object's BTF",
+                           hint="a struct the program uses (unused types are dropped by clang)")
+        size = self._btf.size(type_id)
+        sink, lost = RecordSink(size, max_events), [0]
+        started = time.monotonic()
+        if info.type == _RINGBUF:
+            self._poll_ring(info, sink, duration)
+        elif info.type == _PERF_EVENT_ARRAY:
+            self._poll_perf(info, sink, lost, duration, page_cnt)
+        else:
+            raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
+        raw = sink.bytes()
+        df = pd.DataFrame(self._btf.decode(raw, type_id, sink.n, "value"))
+        df.attrs.update({"kernel_lost": lost[0], "dropped_by_limit": sink.dropped, "lost": lost[0] + sink.dropped,
+                         "duration": time.monotonic() - started, "event_type": type_name})
+        return df
+
+    @staticmethod
+    def _slices(duration: float, sink):
+        end = time.monotonic() + max(0.0, duration)
+        while sink.n < sink.limit and (left := end - time.monotonic()) > 0:
+            yield max(1, min(100, int(left * 1000)))
+
+    def _poll_ring(self, info, sink, duration: float) -> None:
+        so = libbpf.lib()
+        cb = libbpf.RINGBUF_SAMPLE_FN(lambda _ctx, data, size: sink.add(data, size) or 0)
+        rb = so.ring_buffer__new(info.fd, cb, None, None)
+        if not rb:
+            raise MapError(f"could not open ring buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
+        try:
+            for timeout in self._slices(duration, sink):
+                so.ring_buffer__poll(rb, timeout)
+            if sink.n < sink.limit:
+                so.ring_buffer__consume(rb)
+        finally:
+            so.ring_buffer__free(rb)
+
+    def _poll_perf(self, info, sink, lost, duration: float, page_cnt: int) -> None:
+        so = libbpf.lib()
+        on_sample = libbpf.PERFBUF_SAMPLE_FN(lambda _ctx, _cpu, data, size: sink.add(data, size))
+        on_lost = libbpf.PERFBUF_LOST_FN(lambda _ctx, _cpu, n: lost.__setitem__(0, lost[0] + n))
+        pb = so.perf_buffer__new(info.fd, page_cnt, on_sample, on_lost, None, None)
+        if not pb:
+            raise MapError(f"could not open perf buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
+        try:
+            for timeout in self._slices(duration, sink):
+                so.perf_buffer__poll(pb, timeout)
+            if sink.n < sink.limit:
+                so.perf_buffer__consume(pb)
+        finally:
+            so.perf_buffer__free(pb)
+
+    def trace_lines(self, duration: float = 1.0, max_lines: int = 10_000):
+        from .. import tracepipe
+
+        self._alive()
+        return tracepipe.read(duration, max_lines)
+
+    def live(self, name: str, kind: str = "frame", every: float = 0.5, duration: float | None = None):
+        from ..live import live
+
+        return live(self, name, kind=kind, every=every, duration=duration)
+
+    def read(self) -> str:
+        """Run the object's iterator once more and return what it printed."""
+        from ..attach.tracing import read_iterator
+
+        link = next((a for a in self.attachments if a.kind == "iter" and a.attached), None)
+        if link is None:
+            raise MapError(f"{self.name} has no attached iterator", hint='SEC("iter/task")')
+        self.output = read_iterator(link.fd)
+        return self.output
+
+    # --- lifecycle -------------------------------------------------------------------
+    @property
+    def attached(self) -> bool:
+        return any(a.attached for a in self.attachments)
+
+    def detach(self) -> None:
+        for a in reversed(self.attachments):
+            a.detach()
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+        if self._on_detach is not None:
+            on_detach, self._on_detach = self._on_detach, None
+            on_detach(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.detach()
+
+    def summary(self) -> dict:
+        alive = self.obj is not None and bool(self.obj.ptr)
+        progs = self.obj.programs if alive else []
+        return {"name": self.name,
+                "function": ", ".join(p.name for p in progs if p.autoload) or "-",
+                "section": ", ".join(p.section_name for p in progs if p.autoload) or "-",
+                "prog_type": ", ".join(sorted({p.section.prog_type.name for p in progs if p.autoload})) or "-",
+                "attached": ", ".join(str(a) for a in self.attachments if a.attached) or "-",
+                "maps": ", ".join(self.map_names) if alive else "-"}
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"<bpf {s['name']} (CO-RE): {s['function']} [{s['section']}], attached: {s['attached']}; "
+                f"maps: {s['maps'] or 'none'}>")
+
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+                       f"{html.escape(str(v))}</td></tr>" for k, v in s.items() if k != "name")
+        return f"<b>bpf object <code>{html.escape(s['name'])}</code> (CO-RE)</b><table>{rows}</table>"

@@ -1,0 +1,148 @@
+"""clang, vmlinux.h and caches: a CO-RE cell to a BPF object file, in milliseconds when unchanged.
+
+vmlinux.h comes from the running kernel's BTF (bpftool's C dump) and is
+precompiled once per kernel and clang version; objects are cached by a hash
+of everything that changes them, so an unchanged re-run skips clang.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from ..diagnostics import compile_error
+from ..errors import BPFLabError
+from ..source import CELL_FILE
+
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
+_ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64", "s390x": "s390", "ppc64le": "powerpc",
+         "riscv64": "riscv"}
+_HINT = "libbpf C: #include \"vmlinux.h\", <bpf/bpf_helpers.h>; read kernel memory with BPF_CORE_READ()"
+
+
+def cache_dir() -> str:
+    base = os.environ.get("EBPF_LAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ebpf-lab")
+    os.makedirs(base, exist_ok=True)
+    return base
+
+
+def _missing(tool: str, what: str) -> BPFLabError:
+    return BPFLabError(f"{tool} is not installed: {what}", hint="make lab installs it; %bpf_features lists tools")
+
+
+@functools.cache
+def clang() -> tuple[str, str]:
+    """(path, version line) of the system clang."""
+    path = shutil.which("clang")
+    if not path:
+        raise _missing("clang", "CO-RE cells are compiled with clang -target bpf")
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
+    return path, out.splitlines()[0]
+
+
+@functools.cache
+def btf_digest() -> str:
+    """Identifies the running kernel's type layout: vmlinux.h and objects are cached under it."""
+    try:
+        with open(VMLINUX_BTF, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError as exc:
+        raise BPFLabError(f"this kernel has no BTF ({VMLINUX_BTF}: {exc.strerror})",
+                          hint="CO-RE needs CONFIG_DEBUG_INFO_BTF; use the BCC engine: %%bpf SEC") from None
+
+
+def arch_flag() -> str:
+    return f"-D__TARGET_ARCH_{_ARCH.get(platform.machine(), platform.machine())}"
+
+
+def base_flags(include_dir: str) -> list[str]:
+    return ["-target", "bpf", "-O2", "-g", arch_flag(), "-I", include_dir, "-Wno-unknown-attributes"]
+
+
+def _atomic_write(path: str, produce) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    os.close(fd)
+    try:
+        produce(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def kernel_dir() -> str:
+    """The cache folder of this kernel's BTF, holding vmlinux.h."""
+    d = os.path.join(cache_dir(), f"btf-{btf_digest()}")
+    os.makedirs(d, exist_ok=True)
+    header = os.path.join(d, "vmlinux.h")
+    if not os.path.exists(header):
+        bpftool = shutil.which("bpftool")
+        if not bpftool:
+            raise _missing("bpftool", "it dumps the kernel's BTF as vmlinux.h")
+
+        def dump(tmp):
+            with open(tmp, "wb") as out:
+                subprocess.run([bpftool, "btf", "dump", "file", VMLINUX_BTF, "format", "c"], stdout=out,
+                               check=True)
+
+        _atomic_write(header, dump)
+    return d
+
+
+@functools.cache
+def pch() -> str:
+    """vmlinux.h precompiled for this kernel and clang: parsing 200k lines once, not per cell."""
+    path, version = clang()
+    d = kernel_dir()
+    key = hashlib.sha256(version.encode()).hexdigest()[:12]
+    out = os.path.join(d, f"vmlinux-{key}.h.pch")
+    if not os.path.exists(out):
+        def build(tmp):
+            subprocess.run([path, *base_flags(d), "-x", "c-header", os.path.join(d, "vmlinux.h"), "-o", tmp],
+                           check=True, capture_output=True)
+
+        _atomic_write(out, build)
+    return out
+
+
+@dataclass(frozen=True)
+class Compiled:
+    obj: bytes
+    cached: bool
+    path: str
+
+
+def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
+    """The BPF object for a cell; raises CompileError with cell lines."""
+    path, version = clang()
+    d = kernel_dir()
+    flags = base_flags(d) + list(cflags or [])
+    if "vmlinux.h" in cell:
+        flags += ["-include-pch", pch()]
+    key = hashlib.sha256("\0".join([cell, *flags, version, btf_digest()]).encode()).hexdigest()[:24]
+    obj_dir = os.path.join(cache_dir(), "obj")
+    os.makedirs(obj_dir, exist_ok=True)
+    obj = os.path.join(obj_dir, f"{key}.o")
+    if os.path.exists(obj):
+        with open(obj, "rb") as f:
+            return Compiled(f.read(), True, obj)
+    with tempfile.TemporaryDirectory(prefix="ebpf-lab-") as tmp:
+        src = os.path.join(tmp, CELL_FILE)
+        with open(src, "w") as f:
+            f.write(cell)
+        out = os.path.join(tmp, "cell.o")
+        # Run in tmp with a relative name: diagnostics and BTF line info then say "cell:LINE".
+        proc = subprocess.run([path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out], cwd=tmp,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise compile_error(cell, proc.stderr, f"clang exited with {proc.returncode}", hint=_HINT) from None
+        _atomic_write(obj, lambda t: shutil.copyfile(out, t))
+    with open(obj, "rb") as f:
+        return Compiled(f.read(), False, obj)

@@ -1,0 +1,78 @@
+"""Compiler diagnostics and verifier logs, turned into the lab's errors with cell lines.
+
+Both engines name the cell's file ``cell`` (BCC through a ``#line`` directive,
+clang by the file name), so clang's ``cell:LINE:COL`` and the verifier's
+``@ cell:LINE`` line info point into the cell.
+"""
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Callable
+
+from . import libbpf
+from .errors import BPFLabError, CompileError, NotRootError, VerifierError
+from .source import CELL_FILE
+
+_DIAG = re.compile(rf"^{CELL_FILE}:(\d+):(\d+): (error|warning): (.*)$")
+_ANY_ERROR = re.compile(r"^(\S+?):(\d+):(\d+): (?:fatal )?error: (.*)$")
+
+
+def _cell_line(cell: str, lineno: int) -> str:
+    lines = cell.splitlines()
+    return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+
+
+def compile_error(cell: str, printed: str, exc: object, hint: str | None = None) -> CompileError:
+    lines = printed.splitlines()
+    errors = [(int(m[1]), int(m[2]), m[4]) for m in map(_DIAG.match, lines) if m and m[3] == "error"]
+    if errors:
+        line, col, msg = errors[0]
+        detail = [f"cell line {ln}:{c}: {m}" for ln, c, m in errors[:6]]
+        if len(errors) > 6:
+            detail.append(f"... and {len(errors) - 6} more errors")
+        return CompileError(
+            msg, where=f"cell line {line}: {_cell_line(cell, line)}", detail="\n".join(detail),
+            hint=hint or "fix the C in the cell; BCC's dialect: map.lookup()/increment(), bpf_probe_read_*()")
+    others = [m for m in map(_ANY_ERROR.match, lines) if m]
+    if others:
+        m = others[0]
+        return CompileError(m[4], where=f"{m[1]}:{m[2]} (a header, not the cell)",
+                            hint="a header the cell includes does not compile with this kernel's headers; "
+                                 "check %bpf_features for the headers in use")
+    tail = "\n".join(ln for ln in lines[-8:] if ln.strip()) or str(exc)
+    return CompileError("BCC could not compile the cell", detail=tail,
+                        hint="check that kernel headers are installed (%bpf_features)")
+
+
+def load_error(fn: str, section, err: int, log: str, cell: str,
+               cell_line_of: Callable[[int], int | None] = lambda n: n) -> BPFLabError:
+    """The error for a failed program load: the kernel's refusal, privileges, or the verifier's log."""
+    from .features import refusal_reason
+
+    if err == errno.EPERM:
+        reason = refusal_reason(section)
+        if reason is not None:
+            return reason
+        return NotRootError(f"loading {fn} needs CAP_BPF and CAP_PERFMON (errno EPERM)",
+                            hint="run JupyterLab as root: sudo make lab")
+    lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith(("In file included", " "))]
+    verifier = [ln for ln in lines if not _ANY_ERROR.match(ln) and "warning" not in ln]
+    tail_end = next((i for i in range(len(verifier) - 1, -1, -1)
+                     if not verifier[i].startswith(("processed ", "HINT", "bpf: Failed", "verification time",
+                                                    "stack depth", "-- END"))), len(verifier) - 1)
+    excerpt = verifier[max(0, tail_end - 5): tail_end + 1]
+    where = None
+    for ln in reversed(verifier[: tail_end + 1]):
+        m = re.search(rf"@ {CELL_FILE}:(\d+)", ln)
+        if m and int(m[1]) > 0:
+            cell_line = cell_line_of(int(m[1]))
+            if cell_line:
+                where = f"cell line {cell_line}: {_cell_line(cell, cell_line)}"
+            break
+    hints = [ln[len("HINT: "):] for ln in verifier if ln.startswith("HINT: ")]
+    what = verifier[tail_end] if verifier else f"{libbpf.strerror(err)} loading {fn}"
+    return VerifierError(
+        what, where=where, detail="\n".join(excerpt[:-1]),
+        hint=hints[0] if hints else "bound every access the verifier complains about; "
+                                    f"{section.family} programs get a {section.prog_type.name} context")
