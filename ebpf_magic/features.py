@@ -177,6 +177,17 @@ def bcc_version() -> str:
     return getattr(bcc, "__version__", "unknown")
 
 
+def clang_version() -> str:
+    import shutil
+    import subprocess
+
+    path = shutil.which("clang")
+    if not path:
+        return "missing: CO-RE cells cannot compile (install clang: make lab)"
+    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else path
+
+
 def report():
     """This kernel's program types and tools, as a DataFrame (attrs hold the summary)."""
     import pandas as pd
@@ -185,10 +196,11 @@ def report():
     df = pd.DataFrame([{"family": r.family, "available": r.available, "reason": r.reason} for r in rows])
     df.attrs.update({
         "kernel": platform.release(),
-        "btf": "yes (/sys/kernel/btf/vmlinux)" if btf_present() else "no",
+        "btf": "yes (/sys/kernel/btf/vmlinux)" if btf_present() else "no: CO-RE cells cannot load",
         "headers": headers(),
         "bcc": bcc_version(),
         "libbpf": libbpf.version(),
+        "clang": clang_version(),
         "root": os.geteuid() == 0,
     })
     return df

@@ -165,7 +165,8 @@ class CoreProgram:
         type_id = self._btf.find(type_name)
         if type_id is None:
             raise MapError(f"no type {type_name!r} in the object's BTF",
-                           hint="a struct the program uses (unused types are dropped by clang)")
+                           hint=f"clang only keeps types that globals, maps or function signatures use: add "
+                                f"`struct {type_name} *_{type_name}_btf __attribute__((unused));` to the cell")
         size = self._btf.size(type_id)
         sink, lost = RecordSink(size, max_events), [0]
         started = time.monotonic()
