@@ -301,6 +301,52 @@ def bench_build(tracker: Tracker, reps: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- 1b. CO-RE cells
+
+CORE_CELL = """#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 10240);
+         __type(key, u32); __type(value, u64); } counts SEC(".maps");
+SEC("tp/syscalls/sys_enter_getpid")
+int on_getpid(void *ctx) {
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    u32 tgid = BPF_CORE_READ(t, tgid);
+    u64 one = 1, *v = bpf_map_lookup_elem(&counts, &tgid);
+    if (v) __sync_fetch_and_add(v, 1); else bpf_map_update_elem(&counts, &tgid, &one, BPF_ANY);
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def bench_core(reps: int) -> dict:
+    """clang with the whole vmlinux.h, with its precompiled header, an unchanged re-run, and build+attach."""
+    import subprocess
+
+    from ebpf_magic.core import build as core_build
+    from ebpf_magic.core import toolchain
+
+    path, _ = toolchain.clang()
+    flags = toolchain.base_flags(toolchain.kernel_dir())
+    toolchain.pch()  # built once per kernel and clang; not part of a cell's cost
+    full, with_pch, hits, builds = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench_core_") as tmp:
+        src = os.path.join(tmp, "cell.c")
+        for i in range(reps):
+            with open(src, "w") as f:
+                f.write(CORE_CELL + f"// {i}\n")
+            full.append(timed(lambda: subprocess.run([path, *flags, "-c", src, "-o", src + ".o"],
+                                                     check=True, capture_output=True))[0])
+            with_pch.append(timed(lambda i=i: toolchain.compile_cell(CORE_CELL + f"// {time.time()} {i}\n"))[0])
+            hits.append(timed(lambda: toolchain.compile_cell(CORE_CELL))[0])
+            dt, prog = timed(lambda: core_build.build(CORE_CELL, name="bench_core"))
+            builds.append(dt)
+            prog.detach()
+    return {"clang_full_vmlinux_s": median(full), "clang_pch_s": median(with_pch),
+            "cache_hit_s": median(hits), "build_attach_s": median(builds)}
+
+
 # --------------------------------------------------------------------------- 2. map to DataFrame
 
 def bench_hash(tracker: Tracker, reps: int, bcc_reps: int) -> dict:
@@ -477,6 +523,16 @@ def report_rows(res: dict) -> list[tuple[str, str, str, str]]:
             ("  lab trivial / plain BCC now", "", "", ratio(b["trivial"]["build_median_s"], plain)),
             ("detach (median, trivial)", fmt_s(b["trivial"]["detach_median_s"]), "", ""),
         ]
+    c = res.get("core", {})
+    if "clang_pch_s" in c:
+        rows += [
+            ("CO-RE: clang, whole vmlinux.h", fmt_s(c["clang_full_vmlinux_s"]), fmt_s(0.6),
+             ratio(c["clang_full_vmlinux_s"], 0.6)),
+            ("CO-RE: clang with the PCH", fmt_s(c["clang_pch_s"]), fmt_s(0.06), ratio(c["clang_pch_s"], 0.06)),
+            ("CO-RE: unchanged re-run (cache)", fmt_s(c["cache_hit_s"]), "", ""),
+            ("CO-RE: cell to attached (cached)", fmt_s(c["build_attach_s"]),
+             fmt_s(BASELINE["bcc_compile_headers_s"]), ratio(c["build_attach_s"], BASELINE["bcc_compile_headers_s"])),
+        ]
     h = res.get("hash", {})
     if "to_frame_median_s" in h:
         rows += [
@@ -546,6 +602,7 @@ def main() -> int:
 
     try:
         section("build", bench_build, tracker, reps)
+        section("core", bench_core, reps)
         section("hash", bench_hash, tracker, reps, bcc_reps)
         with tempfile.TemporaryDirectory(prefix="bench_lab_") as tmp:
             cmd, res["generator"] = getpid_command(tmp)

@@ -31,7 +31,8 @@ class BPFMagics(Magics):
     @argument("--freq", type=int, help="perf_event: samples per second (default 99)")
     @argument("--period", type=int, help="perf_event: one sample every PERIOD events")
     @argument("--cpu", type=int, help="perf_event: only this CPU (default: all)")
-    @argument("--cflags", default="", help="extra clang flags, quoted: --cflags '-DN=4'")
+    @argument("--cflags", action="append", default=[],
+              help="extra clang flags: --cflags '-DN=4 -DM=2' or --cflags=-DN=4; repeatable")
     @argument("--engine", choices=["bcc", "core"],
               help="bcc: BCC C with the SEC on the magic line; core: a whole libbpf program (vmlinux.h, "
                    "SEC() on each function) compiled by clang and loaded by libbpf. Default: core when the "
@@ -67,7 +68,7 @@ class BPFMagics(Magics):
         name = args.name or fn or _guess_name(cell)
 
         return self._register(name, args, lambda: loader.build(
-            cell, args.sec, name=name, fn=args.fn, options=options, cflags=shlex.split(args.cflags)))
+            cell, args.sec, name=name, fn=args.fn, options=options, cflags=_cflags(args.cflags)))
 
     def _register(self, name, args, build):
         """Replace NAME's previous program by a new one and bind the handle in the user namespace."""
@@ -90,7 +91,7 @@ class BPFMagics(Magics):
                               hint="drop the SEC from the magic line, or use --engine bcc")
         sets = parse_sets(args.set)
         return self._register(args.name, args, lambda: build(
-            cell, name=args.name, options=options, cflags=shlex.split(args.cflags), sets=sets,
+            cell, name=args.name, options=options, cflags=_cflags(args.cflags), sets=sets,
             event_type=args.event_type))
 
     @line_magic
@@ -135,6 +136,11 @@ class BPFMagics(Magics):
             raise BPFLabError(f"nothing named {args.name!r} is loaded",
                               hint=f"loaded: {', '.join(SESSION.names()) or 'nothing'}")
         print(f"detached {args.name}")
+
+
+def _cflags(values: list[str]) -> list[str]:
+    """Flags from every --cflags; IPython keeps the quotes of a quoted value, so split twice."""
+    return [flag for v in values for part in shlex.split(v) for flag in shlex.split(part)]
 
 
 def _guess_name(cell: str) -> str | None:

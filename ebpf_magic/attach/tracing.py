@@ -37,7 +37,8 @@ def tracepoint(req: Request) -> list[Attachment]:
 
 def raw_tracepoint(req: Request) -> list[Attachment]:
     event = need(req, req.section.target.event, "the tracepoint", "raw_tp/sched_switch")
-    names = {e.split(":", 1)[1] for e in available_events()}
+    # syscalls:* are perf-only events built on raw_syscalls:sys_enter/exit, not raw tracepoints.
+    names = {e.split(":", 1)[1] for e in available_events() if not e.startswith("syscalls:")}
     if names and event not in names:
         raise AttachError(f"no tracepoint named {event}", hint=_suggest(event, names, "raw_tp/{name}"))
     bcc_call(f"attaching {req.fn} to raw tracepoint {event}",

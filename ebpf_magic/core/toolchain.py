@@ -142,7 +142,10 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
         proc = subprocess.run([path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out], cwd=tmp,
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            raise compile_error(cell, proc.stderr, f"clang exited with {proc.returncode}", hint=_HINT) from None
+            hint = _HINT if "vmlinux.h" in cell else (
+                "a cell with SEC(\"...\") and no SEC on the magic line is a libbpf program (CO-RE): "
+                "#include \"vmlinux.h\" and <bpf/bpf_helpers.h>; for BCC C, put the SEC on the magic line")
+            raise compile_error(cell, proc.stderr, f"clang exited with {proc.returncode}", hint=hint) from None
         _atomic_write(obj, lambda t: shutil.copyfile(out, t))
     with open(obj, "rb") as f:
         return Compiled(f.read(), False, obj)

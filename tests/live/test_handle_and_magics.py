@@ -79,3 +79,19 @@ def test_handle_name_defaults_to_the_function(ip):
     time.sleep(0.05)
     assert int(handle["n"].to_frame()["value"].iloc[0]) > 0
     assert ip.run_line_magic("bpf_list", "")["name"].tolist() == ["on_switch"]
+
+
+def test_cflags_quoted_repeated_and_joined(ip):
+    cell = """
+BPF_ARRAY(out, u64, 2);
+int on_switch(void *ctx) { int a = 0, b = 1; u64 x = A, y = B + C; out.update(&a, &x); out.update(&b, &y); return 0; }"""
+    h = ip.run_cell_magic("bpf", """raw_tp/sched_switch -n flags --cflags "-DA=7 -DB=1" --cflags=-DC=2""", cell)
+    time.sleep(0.05)
+    assert h["out"].to_frame()["value"].tolist() == [7, 3]
+
+
+def test_syscall_events_are_not_raw_tracepoints(ip):
+    from ebpf_magic.errors import AttachError
+
+    with pytest.raises(AttachError, match="no tracepoint named sys_enter_getpid"):
+        ip.run_cell_magic("bpf", "raw_tp/sys_enter_getpid", "int f(void *ctx) { return 0; }")
