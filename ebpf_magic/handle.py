@@ -25,8 +25,20 @@ class MapView:
     def clear(self) -> None:
         self.table.clear()
 
+    def _key(self, key):
+        t = self.table
+        return key if isinstance(key, t.Key) else t.Key(key)
+
+    def __setitem__(self, key, value) -> None:
+        """Write one entry from Python: ``h["watch"][pid] = 1`` (scalars, or the ctypes Key/Leaf)."""
+        t = self.table
+        t[self._key(key)] = value if isinstance(value, t.Leaf) else t.Leaf(value)
+
+    def __delitem__(self, key) -> None:
+        del self.table[self._key(key)]
+
     def __len__(self) -> int:
-        return len(self.to_frame())
+        return len(self.table.keys()) if hasattr(self.table, "keys") else len(self.to_frame())
 
     def __repr__(self) -> str:
         return f"<map {self.name} of {self._program.name}: use .to_frame()>"

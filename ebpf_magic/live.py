@@ -109,10 +109,10 @@ class _Png:
 
 def live(program, name: str, kind: str = "frame", every: float = 0.5, duration: float | None = None):
     """A live view of ``program[name]``; with ``duration`` (or headless), the DataFrame after that long."""
+    program[name]  # a clear MapError now, not after the wait or inside the thread
     if duration is not None or headless():
         end = time.monotonic() + (duration if duration is not None else 1.0)
         while time.monotonic() < end:
             time.sleep(min(every, max(0.0, end - time.monotonic())))
         return snapshot(program, name, kind)
-    program[name]  # a clear MapError now rather than in the thread
     return LiveView(program, name, kind, every).start()

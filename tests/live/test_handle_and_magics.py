@@ -95,3 +95,25 @@ def test_syscall_events_are_not_raw_tracepoints(ip):
 
     with pytest.raises(AttachError, match="no tracepoint named sys_enter_getpid"):
         ip.run_cell_magic("bpf", "raw_tp/sys_enter_getpid", "int f(void *ctx) { return 0; }")
+
+
+def test_map_writes_from_python(ip):
+    cell = """
+BPF_HASH(watch, u32, u32);
+BPF_HASH(seen, u32, u64);
+int on_getpid(struct trace_event_raw_sys_enter *ctx) {
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    if (!watch.lookup(&pid)) return 0;
+    seen.increment(pid);
+    return 0;
+}"""
+    h = ip.run_cell_magic("bpf", "tracepoint/syscalls/sys_enter_getpid -n watched", cell)
+    me = os.getpid()
+    assert h["seen"].to_frame().empty
+    h["watch"][me] = 1
+    for _ in range(5):
+        os.getpid()
+    del h["watch"][me]
+    os.getpid()
+    assert h["seen"].to_frame().set_index("key")["value"].to_dict() == {me: 5}
+    assert len(h["watch"]) == 0
