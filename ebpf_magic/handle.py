@@ -38,7 +38,7 @@ class MapView:
         del self.table[self._key(key)]
 
     def __len__(self) -> int:
-        return len(self.table.keys()) if hasattr(self.table, "keys") else len(self.to_frame())
+        return sum(1 for _ in self.table.keys())
 
     def __repr__(self) -> str:
         return f"<map {self.name} of {self._program.name}: use .to_frame()>"
