@@ -7,6 +7,7 @@ errors, with the verifier's log mapped to cell lines.
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 from dataclasses import dataclass
 
 from .. import diagnostics, libbpf
@@ -140,6 +141,8 @@ class CoreObject:
                 link = so.bpf_program__attach(p.ptr)
         if not link:
             err = _errno_of_null()
+            if err == errno.EOPNOTSUPP and p.section.target.as_dict() == {}:
+                return []  # no target in the SEC (SEC("kprobe"), tail-call targets): attached by hand
             raise AttachError(f"attaching {p.name} (SEC \"{p.section_name}\"): {libbpf.strerror(err)}",
                               detail="".join(msgs[-4:]).strip() or None,
                               hint="check the SEC target; %bpf_features lists what this kernel runs")

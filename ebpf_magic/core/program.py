@@ -25,7 +25,7 @@ def infer_event_types(cell: str) -> dict[str, str]:
     """Output map -> struct name, where the cell's code makes it plain."""
     found = {m: s for s, m in _RESERVE.findall(cell)}
     for m, var in _OUTPUT.findall(cell):
-        decl = re.search(rf"struct\s+(\w+)\s+\*?\s*{re.escape(var)}\b", cell)
+        decl = re.search(rf"(?:struct\s+)?(\w+)\s+\*?\s*{re.escape(var)}\s*[=;\[]", cell)
         if decl and m not in found:
             found[m] = decl.group(1)
     return found
