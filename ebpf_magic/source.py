@@ -56,16 +56,6 @@ struct bpf_iter__task_file {
 };
 struct bpf_iter__bpf_map { struct bpf_iter_meta *meta; struct bpf_map *map; };
 
-/* BCC's BPF_SEQ_PRINTF keeps its format in .rodata, which its loader leaves
- * unrelocated; a format on the stack loads everywhere. */
-#undef BPF_SEQ_PRINTF
-#define BPF_SEQ_PRINTF(seq, fmt, args...)                                  \
-({                                                                       \
-    char ___fmt[] = fmt;                                                 \
-    unsigned long long ___param[] = { args };                            \
-    bpf_seq_printf(seq, ___fmt, sizeof(___fmt), ___param, sizeof(___param)); \
-})
-
 /* libbpf's BPF_KPROBE/BPF_KRETPROBE: the outer function takes pt_regs, the
  * body sees typed arguments. Argument N is PT_REGS_PARM<N> (1-based). */
 #define __LAB_NTH(_0, _1, _2, _3, _4, _5, _6, _7, _8, N, ...) N
@@ -84,6 +74,28 @@ struct bpf_iter__bpf_map { struct bpf_iter_meta *meta; struct bpf_map *map; };
 #define __LAB_REGS_4 ctx, __LAB_P4
 #define __LAB_REGS_5 ctx, __LAB_P5
 #define __LAB_KPROBE_ARGS(...) __LAB_JOIN(__LAB_REGS_, __LAB_NARGS(__VA_ARGS__))
+
+/* BCC's BPF_SEQ_PRINTF keeps its format in .rodata, which BCC's loader leaves
+ * unrelocated, and so does an initialised array of constant arguments; a
+ * format copied to the stack and arguments stored one by one load everywhere. */
+#define __LAB_FILL_1(a, x) a[0] = (unsigned long long)(x);
+#define __LAB_FILL_2(a, x, ...) __LAB_FILL_1(a, x) a[1] = (unsigned long long)(__VA_ARGS__);
+#define __LAB_FILL_3(a, x, ...) __LAB_FILL_1(a, x) __LAB_FILL_2((a + 1), __VA_ARGS__)
+#define __LAB_FILL_4(a, x, ...) __LAB_FILL_1(a, x) __LAB_FILL_3((a + 1), __VA_ARGS__)
+#define __LAB_FILL_5(a, x, ...) __LAB_FILL_1(a, x) __LAB_FILL_4((a + 1), __VA_ARGS__)
+#define __LAB_FILL_6(a, x, ...) __LAB_FILL_1(a, x) __LAB_FILL_5((a + 1), __VA_ARGS__)
+#define __LAB_FILL_7(a, x, ...) __LAB_FILL_1(a, x) __LAB_FILL_6((a + 1), __VA_ARGS__)
+#define __LAB_FILL_8(a, x, ...) __LAB_FILL_1(a, x) __LAB_FILL_7((a + 1), __VA_ARGS__)
+#undef BPF_SEQ_PRINTF
+#define BPF_SEQ_PRINTF(seq, fmt, args...)                                  \
+({                                                                       \
+    char ___fmt[] = fmt;                                                 \
+    unsigned long long ___param[__LAB_NARGS(args) + 1];                  \
+    __LAB_JOIN(__LAB_FILL_, __LAB_NARGS(args))(___param, args)           \
+    bpf_seq_printf(seq, ___fmt, sizeof(___fmt), ___param, __LAB_NARGS(args) * 8); \
+})
+#define __LAB_FILL_0(a, ...)
+
 
 /* libbpf spells the return type at the use site: int BPF_KPROBE(name, ...).
  * BCC's own BPF_PROG includes "int"; it is replaced by libbpf's form here, and
@@ -179,9 +191,16 @@ def build(cell: str) -> CellSource:
     return CellSource(cell=cell, text=f'{headers}\n{PRELUDE}\n#line 1 "{CELL_FILE}"\n{cell}')
 
 
+_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"|/\*.*?\*/|//[^\n]*', re.S)
+
+
 def _strip_comments(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
-    return re.sub(r"//[^\n]*", "", text)
+    """The text without comments; string literals (SEC("uprobe//usr/...")) stay whole."""
+    def blank(m: re.Match) -> str:
+        tok = m.group(0)
+        return tok if tok.startswith('"') else "\n" * tok.count("\n")
+
+    return _COMMENT_OR_STRING.sub(blank, text)
 
 
 def program_functions(cell: str) -> list[str]:

@@ -73,4 +73,5 @@ def usdt(req: Request) -> list[Attachment]:
             if ev in b.uprobe_fds:
                 b.detach_uprobe_event(ev)
 
-    return [Attachment("usdt", f"{t.binary}:{t.provider}:{t.probe} ({len(events)} locations)", detach)]
+    where = f"{len(events)} location" + ("s" if len(events) != 1 else "")
+    return [Attachment("usdt", f"{t.binary}:{t.provider}:{t.probe} ({where})", detach)]

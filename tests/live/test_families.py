@@ -266,3 +266,14 @@ BPF_ITER(task) {
     assert numbers == list(range(len(numbers)))  # one line per task, in visiting order
     assert abs(len(numbers) - threads) <= max(10, threads // 5)
     assert again.split()[0] == "0"
+
+
+def test_iter_seq_printf_with_constant_arguments(live):
+    cell = r"""
+BPF_ITER(task) {
+    if (!ctx->task) return 0;
+    BPF_SEQ_PRINTF(ctx->meta->seq, "%d %d\n", 7, 42);
+    return 0;
+}"""
+    with build(cell, "iter/task") as h:
+        assert set(h.output.splitlines()) == {"7 42"}

@@ -75,3 +75,8 @@ def test_headers_only_for_cells_that_need_them():
     assert "#include" not in source.build("int f(void *ctx) { return 0; }").text.split("#ifndef SEC")[0]
     assert "bpf_perf_event.h" in source.build("int f(struct bpf_perf_event_data *ctx) { return 0; }").text
     assert "ptrace.h" in source.build("int f(struct pt_regs *ctx) { return PT_REGS_RC(ctx); }").text
+
+
+def test_comments_go_but_paths_in_strings_stay():
+    cell = 'SEC("uprobe//usr/lib/x86_64-linux-gnu/libc.so.6:malloc") // a comment\nint on_malloc(void *ctx) { return 0; }'
+    assert source.sec_annotations(cell) == {"on_malloc": "uprobe//usr/lib/x86_64-linux-gnu/libc.so.6:malloc"}
