@@ -70,6 +70,11 @@ def load_error(fn: str, section, err: int, log: str, cell: str,
             if cell_line:
                 where = f"cell line {cell_line}: {_cell_line(cell, cell_line)}"
             break
+    def renumber(m: re.Match) -> str:
+        n = cell_line_of(int(m[1]))
+        return f"@ {CELL_FILE}:{n}" if n else m[0]
+
+    excerpt = [re.sub(rf"@ {CELL_FILE}:(\d+)", renumber, ln) for ln in excerpt]
     hints = [ln[len("HINT: "):] for ln in verifier if ln.startswith("HINT: ")]
     what = verifier[tail_end] if verifier else f"{libbpf.strerror(err)} loading {fn}"
     return VerifierError(

@@ -82,11 +82,15 @@ def _kprobes(family: str) -> Feature:
 def _perf_event(config_type: int, config: int) -> int:
     from bcc import lib
 
-    fd = lib.bpf_open_perf_event(config_type, config, -1, 0)
+    from .fdcapture import stderr_fd
+
+    with stderr_fd():  # libbcc reports a failed perf_event_open on fd 2
+        fd = lib.bpf_open_perf_event(config_type, config, -1, 0)
+        err = ct.get_errno()
     if fd >= 0:
         os.close(fd)
         return 0
-    return ct.get_errno() or errno.EINVAL
+    return err or errno.EINVAL
 
 
 def _probe_type(family: str, prog_type: ProgType) -> Feature:
