@@ -44,67 +44,38 @@ class MapView:
         return f"<map {self.name} of {self._program.name}: use .to_frame()>"
 
 
-class Program:
-    def __init__(self, name, module, fn, section, attachments, on_detach=None):
+class BaseHandle:
+    """What both engines' handles share: reading helpers, lifecycle and display."""
+
+    engine = "bcc"
+
+    def __init__(self, name: str, attachments):
         self.name = name
-        self.module = module
-        self.function = fn
-        self.section = section
         self.attachments = attachments
         self.output: str | None = None
         self.defaults = {"duration": 1.0, "max_events": 100_000}
-        self._on_detach = on_detach
+        self._on_detach = None
 
-    # --- maps and output -------------------------------------------------------
-    def _bpf(self):
-        if self.module is None or self.module.bpf is None:
-            raise MapError(f"{self.name} is detached; its maps are gone",
-                           hint=f"re-run the cell that defines {self.name}")
-        return self.module.bpf
+    def _alive(self):
+        raise NotImplementedError
 
-    @property
-    def bpf(self):
-        """The underlying bcc.BPF object, for BCC's own API (stack walks, ksym(), sym())."""
-        return self._bpf()
+    def _release(self) -> None:
+        raise NotImplementedError
 
-    @property
-    def map_names(self) -> list[str]:
-        self._bpf()
-        return self.module.table_names()
+    def summary(self) -> dict:
+        raise NotImplementedError
 
-    @property
-    def maps(self) -> dict[str, MapView]:
-        return {n: MapView(self, n) for n in self.map_names}
+    def _detached(self) -> MapError:
+        return MapError(f"{self.name} is detached; its maps are gone",
+                        hint=f"re-run the cell that defines {self.name}")
 
-    def __getitem__(self, name: str) -> MapView:
-        names = self.map_names
-        if name not in names:
-            import difflib
+    def _no_map(self, name: str, names: list[str], extra: str = "") -> MapError:
+        import difflib
 
-            close = difflib.get_close_matches(name, names, n=3)
-            raise MapError(f"{self.name} has no map {name!r}",
-                           hint=f"its maps: {', '.join(names) or 'none'}"
-                                + (f"; did you mean {close[0]!r}?" if close else ""))
-        return MapView(self, name)
-
-    def hist(self, name: str, unit: str | None = None):
-        from .frames import log2_hist
-
-        return log2_hist(self[name].table, unit=unit)
-
-    def events(self, name: str, duration: float | None = None, max_events: int | None = None,
-               page_cnt: int = 64):
-        """Records of a ring or perf buffer for ``duration`` s, at most ``max_events`` kept.
-
-        ``page_cnt`` sizes a perf buffer per CPU; a bigger one loses less under bursts.
-        """
-        from .events import collect_events
-
-        self[name]
-        return collect_events(self._bpf(), name,
-                              duration=self.defaults["duration"] if duration is None else duration,
-                              max_events=self.defaults["max_events"] if max_events is None else max_events,
-                              page_cnt=page_cnt)
+        close = difflib.get_close_matches(name, names, n=1)
+        return MapError(f"{self.name} has no map {name!r}",
+                        hint=f"its maps: {', '.join(names) or 'none'}"
+                             + (f"; did you mean {close[0]!r}?" if close else "") + extra)
 
     def live(self, name: str, kind: str = "frame", every: float = 0.5, duration: float | None = None):
         """A widget re-plotting map ``name`` every ``every`` s (kind "frame" or "hist") with a stop button.
@@ -120,7 +91,7 @@ class Program:
         """``bpf_trace_printk`` output read from trace_pipe for ``duration`` seconds."""
         from . import tracepipe
 
-        self._bpf()
+        self._alive()
         return tracepipe.read(duration, max_lines)
 
     def read(self) -> str:
@@ -142,10 +113,9 @@ class Program:
         for a in reversed(self.attachments):
             try:
                 a.detach()
-            except Exception:  # the module release below frees it anyway
+            except Exception:  # releasing the program below frees it anyway
                 pass
-        if self.module is not None:
-            self.module.release()
+        self._release()
         if self._on_detach is not None:
             on_detach, self._on_detach = self._on_detach, None
             on_detach(self)
@@ -157,13 +127,6 @@ class Program:
         self.detach()
 
     # --- display -------------------------------------------------------------------
-    def summary(self) -> dict:
-        alive = self.module is not None and self.module.bpf is not None
-        return {"name": self.name, "function": self.function, "section": self.section.name,
-                "prog_type": self.section.prog_type.name,
-                "attached": ", ".join(str(a) for a in self.attachments if a.attached) or "-",
-                "maps": ", ".join(self.map_names) if alive else "-"}
-
     def __repr__(self) -> str:
         s = self.summary()
         return (f"<bpf {s['name']}: {s['function']} SEC(\"{s['section']}\") {s['prog_type']}, "
@@ -177,4 +140,73 @@ class Program:
         if self.output:
             head = "\n".join(self.output.splitlines()[:8])
             out = f"<pre style='font-size:85%'>{html.escape(head)}\n…</pre>"
-        return f"<b>bpf program <code>{html.escape(s['name'])}</code></b><table>{rows}</table>{out}"
+        title = (f"bpf object <code>{html.escape(s['name'])}</code> (CO-RE)" if self.engine == "core"
+                 else f"bpf program <code>{html.escape(s['name'])}</code>")
+        return f"<b>{title}</b><table>{rows}</table>{out}"
+
+
+class Program(BaseHandle):
+    """A BCC cell: one program function, its BCC module (maps) and attach points."""
+
+    def __init__(self, name, module, fn, section, attachments):
+        super().__init__(name, attachments)
+        self.module = module
+        self.function = fn
+        self.section = section
+
+    def _alive(self):
+        if self.module is None or self.module.bpf is None:
+            raise self._detached()
+        return self.module.bpf
+
+    _bpf = _alive
+
+    def _release(self) -> None:
+        if self.module is not None:
+            self.module.release()
+
+    @property
+    def bpf(self):
+        """The underlying bcc.BPF object, for BCC's own API (stack walks, ksym(), sym())."""
+        return self._bpf()
+
+    @property
+    def map_names(self) -> list[str]:
+        self._bpf()
+        return self.module.table_names()
+
+    @property
+    def maps(self) -> dict[str, MapView]:
+        return {n: MapView(self, n) for n in self.map_names}
+
+    def __getitem__(self, name: str) -> MapView:
+        names = self.map_names
+        if name not in names:
+            raise self._no_map(name, names)
+        return MapView(self, name)
+
+    def hist(self, name: str, unit: str | None = None):
+        from .frames import log2_hist
+
+        return log2_hist(self[name].table, unit=unit)
+
+    def events(self, name: str, duration: float | None = None, max_events: int | None = None,
+               page_cnt: int = 64):
+        """Records of a ring or perf buffer for ``duration`` s, at most ``max_events`` kept.
+
+        ``page_cnt`` sizes a perf buffer per CPU; a bigger one loses less under bursts.
+        """
+        from .events import collect_events
+
+        self[name]
+        return collect_events(self._bpf(), name,
+                              duration=self.defaults["duration"] if duration is None else duration,
+                              max_events=self.defaults["max_events"] if max_events is None else max_events,
+                              page_cnt=page_cnt)
+
+    def summary(self) -> dict:
+        alive = self.module is not None and self.module.bpf is not None
+        return {"name": self.name, "function": self.function, "section": self.section.name,
+                "prog_type": self.section.prog_type.name,
+                "attached": ", ".join(str(a) for a in self.attachments if a.attached) or "-",
+                "maps": ", ".join(self.map_names) if alive else "-"}

@@ -23,8 +23,8 @@ def event_of(name: str) -> tuple[int, int]:
     raise AttachError(f"unknown perf event {name!r}", hint="one of: " + ", ".join(EVENTS))
 
 
-def perf_event(req: Request) -> list[Attachment]:
-    o = req.options
+def _sampling(o) -> tuple[str, int, int, int, int]:
+    """(event name, perf type, config, period, freq) from the magic line, checked against this kernel."""
     name = o.event or DEFAULT_EVENT
     ev_type, config = event_of(name)
     if ev_type == 0:
@@ -36,16 +36,24 @@ def perf_event(req: Request) -> list[Attachment]:
         raise AttachError("give --freq or --period, not both",
                           hint="--freq N samples N times a second; --period N every N events")
     freq = o.freq if (o.freq or o.period) else DEFAULT_FREQ
-    period = o.period or 0
+    return name, ev_type, config, o.period or 0, freq or 0
+
+
+def _point(name: str, period: int, freq: int) -> str:
+    return f"{name} @ {freq} Hz" if freq else f"{name} @ every {period} events"
+
+
+def perf_event(req: Request) -> list[Attachment]:
+    o = req.options
+    name, ev_type, config, period, freq = _sampling(o)
     cpu = o.cpu if o.cpu is not None else -1
     pid = o.pid if o.pid is not None else -1
     b = req.bpf
     bcc_call(f"attaching {req.fn} to perf event {name}",
              lambda: b.attach_perf_event(ev_type=ev_type, ev_config=config, fn_name=req.fn.encode(),
-                                         sample_period=period, sample_freq=freq or 0, pid=pid, cpu=cpu),
+                                         sample_period=period, sample_freq=freq, pid=pid, cpu=cpu),
              hint="perf_event programs take struct bpf_perf_event_data *ctx")
-    rate = f"{freq} Hz" if freq else f"every {period} events"
-    return [Attachment("perf_event", f"{name} @ {rate}", lambda: b.detach_perf_event(ev_type, config))]
+    return [Attachment("perf_event", _point(name, period, freq), lambda: b.detach_perf_event(ev_type, config))]
 
 
 def attach_fd(prog_fd: int, fn: str, o) -> list[Attachment]:
@@ -53,14 +61,7 @@ def attach_fd(prog_fd: int, fn: str, o) -> list[Attachment]:
     from bcc import lib
     from bcc.utils import get_online_cpus
 
-    name = o.event or DEFAULT_EVENT
-    ev_type, config = event_of(name)
-    if ev_type == 0:
-        hw = feature("perf_event_hw")
-        if hw is not None and not hw.available:
-            raise KernelRefusedError(f"hardware event {name} cannot be sampled here", detail=hw.reason,
-                                     hint="--event cpu-clock (software) samples on any kernel")
-    freq = o.freq if (o.freq or o.period) else DEFAULT_FREQ
+    name, ev_type, config, period, freq = _sampling(o)
     cpus = [o.cpu] if o.cpu is not None else get_online_cpus()
     fds: list[int] = []
 
@@ -69,12 +70,11 @@ def attach_fd(prog_fd: int, fn: str, o) -> list[Attachment]:
             lib.bpf_close_perf_event_fd(fd)
 
     for cpu in cpus:
-        fd = lib.bpf_attach_perf_event(prog_fd, ev_type, config, o.period or 0, freq or 0,
+        fd = lib.bpf_attach_perf_event(prog_fd, ev_type, config, period, freq,
                                        o.pid if o.pid is not None else -1, cpu, -1)
         if fd < 0:
             close()
             raise AttachError(f"attaching {fn} to perf event {name} on CPU {cpu} failed",
                               hint="perf_event programs take struct bpf_perf_event_data *ctx")
         fds.append(fd)
-    rate = f"{freq} Hz" if freq else f"every {o.period} events"
-    return [Attachment("perf_event", f"{name} @ {rate}", close)]
+    return [Attachment("perf_event", _point(name, period, freq), close)]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes as ct
-import html
 import re
 import time
 
@@ -11,6 +10,7 @@ import numpy as np
 from .. import frames, libbpf
 from ..errors import MapError
 from ..events import RecordSink
+from ..handle import BaseHandle
 from .btf import Btf, globals_frame
 
 _RINGBUF, _PERF_EVENT_ARRAY = 27, 4
@@ -45,28 +45,28 @@ class CoreMapView:
         return f"<map {self.name} of {self._program.name}: use .to_frame()>"
 
 
-class CoreProgram:
+class CoreProgram(BaseHandle):
     """Programs, maps, globals and output of one libbpf object loaded from a cell."""
 
     engine = "core"
 
     def __init__(self, name: str, obj, attachments, event_types: dict[str, str] | None = None):
-        self.name = name
+        super().__init__(name, attachments)
         self.obj = obj
-        self.attachments = attachments
         self.event_types = dict(event_types or {})
-        self.output: str | None = None
-        self.defaults = {"duration": 1.0, "max_events": 100_000}
-        self._on_detach = None
         self._btf = Btf(obj.btf)
         self._maps = {m.name: m for m in obj.maps()}
 
     # --- what is loaded -----------------------------------------------------------
     def _alive(self):
         if self.obj is None or not self.obj.ptr:
-            raise MapError(f"{self.name} is detached; its maps are gone",
-                           hint=f"re-run the cell that defines {self.name}")
+            raise self._detached()
         return self.obj
+
+    def _release(self) -> None:
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
 
     @property
     def programs(self):
@@ -93,13 +93,7 @@ class CoreProgram:
 
     def __getitem__(self, name: str) -> CoreMapView:
         if name not in self.map_names:
-            import difflib
-
-            close = difflib.get_close_matches(name, self.map_names, n=1)
-            raise MapError(f"{self.name} has no map {name!r}",
-                           hint=f"its maps: {', '.join(self.map_names) or 'none'}"
-                                + (f"; did you mean {close[0]!r}?" if close else "")
-                                + "; globals are in h.globals")
+            raise self._no_map(name, self.map_names, "; globals are in h.globals")
         return CoreMapView(self, self._maps[name])
 
     def _dtype(self, type_id: int, size: int) -> np.dtype:
@@ -217,48 +211,6 @@ class CoreProgram:
         finally:
             so.perf_buffer__free(pb)
 
-    def trace_lines(self, duration: float = 1.0, max_lines: int = 10_000):
-        from .. import tracepipe
-
-        self._alive()
-        return tracepipe.read(duration, max_lines)
-
-    def live(self, name: str, kind: str = "frame", every: float = 0.5, duration: float | None = None):
-        from ..live import live
-
-        return live(self, name, kind=kind, every=every, duration=duration)
-
-    def read(self) -> str:
-        """Run the object's iterator once more and return what it printed."""
-        from ..attach.tracing import read_iterator
-
-        link = next((a for a in self.attachments if a.kind == "iter" and a.attached), None)
-        if link is None:
-            raise MapError(f"{self.name} has no attached iterator", hint='SEC("iter/task")')
-        self.output = read_iterator(link.fd)
-        return self.output
-
-    # --- lifecycle -------------------------------------------------------------------
-    @property
-    def attached(self) -> bool:
-        return any(a.attached for a in self.attachments)
-
-    def detach(self) -> None:
-        for a in reversed(self.attachments):
-            a.detach()
-        if self.obj is not None:
-            self.obj.close()
-            self.obj = None
-        if self._on_detach is not None:
-            on_detach, self._on_detach = self._on_detach, None
-            on_detach(self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.detach()
-
     def summary(self) -> dict:
         alive = self.obj is not None and bool(self.obj.ptr)
         progs = self.obj.programs if alive else []
@@ -273,9 +225,3 @@ class CoreProgram:
         s = self.summary()
         return (f"<bpf {s['name']} (CO-RE): {s['function']} [{s['section']}], attached: {s['attached']}; "
                 f"maps: {s['maps'] or 'none'}>")
-
-    def _repr_html_(self) -> str:
-        s = self.summary()
-        rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
-                       f"{html.escape(str(v))}</td></tr>" for k, v in s.items() if k != "name")
-        return f"<b>bpf object <code>{html.escape(s['name'])}</code> (CO-RE)</b><table>{rows}</table>"
