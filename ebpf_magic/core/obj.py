@@ -48,6 +48,11 @@ class MapInfo:
         return libbpf.lib().bpf_map__fd(self.ptr)
 
 
+# Tracing families whose bare SEC name (no target) libbpf loads but cannot auto-attach.
+_MANUAL_OK = {"kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "raw_tracepoint", "raw_tracepoint_w",
+              "usdt", "ksyscall", "kretsyscall", "kprobe_multi", "socket"}
+
+
 def _errno_of_null() -> int:
     return ct.get_errno() or 22
 
@@ -141,11 +146,13 @@ class CoreObject:
                 link = so.bpf_program__attach(p.ptr)
         if not link:
             err = _errno_of_null()
-            if err == errno.EOPNOTSUPP and p.section.target.as_dict() == {}:
-                return []  # no target in the SEC (SEC("kprobe"), tail-call targets): attached by hand
+            if err == errno.EOPNOTSUPP and family in _MANUAL_OK and not p.section.target:
+                return []  # SEC("kprobe") and the like: tail-call targets, attached by hand if at all
+            hint = ("the lab attaches tracing families; this one needs a target (an interface, a cgroup) "
+                    "that no lab attacher provides yet" if err == errno.EOPNOTSUPP
+                    else "check the SEC target; %bpf_features lists what this kernel runs")
             raise AttachError(f"attaching {p.name} (SEC \"{p.section_name}\"): {libbpf.strerror(err)}",
-                              detail="".join(msgs[-4:]).strip() or None,
-                              hint="check the SEC target; %bpf_features lists what this kernel runs")
+                              detail="".join(msgs[-4:]).strip() or None, hint=hint)
         point = p.section_name.split("/", 1)[1] if "/" in p.section_name else p.section_name
         return [Attachment(family, point, lambda link=link: so.bpf_link__destroy(link),
                            fd=so.bpf_link__fd(link))]
