@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 
-.PHONY: lab test setup lint unit live notebooks bench
+.PHONY: lab test setup lint unit live notebooks bench vm-test
 
 setup:
 	@bash scripts/setup-system.sh
@@ -18,3 +18,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/bench_lab.py
+
+# The full-kernel checks in a qemu VM (long, fetches packages; not part of .ci/run): vm/run-tests.sh.
+# VM_ARGS="tests/seed -k kprobe" replaces the default selection (-m full_kernel tests, chapters 09-12).
+vm-test:
+	@bash vm/run-tests.sh $(VM_ARGS)

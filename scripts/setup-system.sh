@@ -19,7 +19,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt_updated=0
 apt_update() { [ "$apt_updated" = 1 ] || { apt-get update -q >/dev/null; apt_updated=1; }; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-has_candidate() { apt_update; apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'; }
+# grep without -q reads all of apt-cache's output: an early exit would SIGPIPE it under pipefail.
+has_candidate() { apt_update; apt-cache policy "$1" 2>/dev/null | grep 'Candidate: [^(]' >/dev/null; }
 install() {
   local missing=()
   for p in "$@"; do installed "$p" || missing+=("$p"); done

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import REQUIRE_LIVE, require
@@ -255,6 +256,7 @@ def test_perf_event_do_sample_while_busy(live):
 def test_kprobe_inet_listen_sees_backlog_port_and_address(live):
     require("kprobe")
     listening = []  # (socket, family, address, backlog)
+    seen = []  # the map keeps one entry per thread (the seed keys it by tid): read it after each listen
     with load("kprobe_inet_listen.bpf.c", sets={"target_pid": str(os.getpid())}) as h:
         try:
             for family, address, backlog in ((socket.AF_INET, "127.0.0.1", 37), (socket.AF_INET6, "::1", 5)):
@@ -273,7 +275,8 @@ def test_kprobe_inet_listen_sees_backlog_port_and_address(live):
                     raise
                 listening.append((s, family, address, backlog))
                 s.listen(backlog)
-            df = h["values"].to_frame()
+                seen.append(h["values"].to_frame())
+            df = pd.concat(seen, ignore_index=True)
             ports = {s.getsockname()[1]: (family, address, backlog) for s, family, address, backlog in listening}
         finally:
             for s, *_ in listening:

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# `make vm-test`: runs the full-kernel checks in a qemu VM of the stock Debian kernel and reports.
+#
+#   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-12
+#   bash vm/run-tests.sh tests/seed -k kprobe     smoke checks, then pytest with these arguments
+#
+# The image comes from vm/build-image.sh (cached). The checkout is shared read-only over 9p, so
+# the guest always runs the working tree as it is; the image is opened with snapshot=on and the
+# VM has no network. Everything is left under .vm/: .vm/runs/<time>/{console.log,report.txt}.
+#   VM_TIMEOUT   seconds for the whole VM run (default 1800)
+#   VM_ACCEL     kvm or tcg (default: kvm where a test boot with it works)
+#   VM_MEM, VM_CPUS   guest size (default 2G, 2)
+set -euo pipefail
+
+lab=$(cd "$(dirname "$0")/.." && pwd)
+vm=$lab/.vm
+img=$vm/image
+timeout_s=${VM_TIMEOUT:-1800}
+mem=${VM_MEM:-2G}
+cpus=${VM_CPUS:-2}
+
+log() { printf '\033[1m[vm-test]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[vm-test]\033[0m %s\n' "$*" >&2; exit 2; }
+
+# The host's own tools for the VM come from its distribution, like the lab's (scripts/setup-system.sh).
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v debootstrap >/dev/null; then
+  log "installing qemu-system-x86 and debootstrap"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86 debootstrap \
+    >/dev/null || die "apt-get install qemu-system-x86 debootstrap failed"
+fi
+mkdir -p "$vm/runs" "$vm/tmp"
+# One VM at a time, and no image rebuilt under a VM about to boot it.
+exec 8>"$vm/run.lock"
+if ! flock -n 8; then
+  log "waiting for the vm-test that is running to finish (.vm/run.lock)"
+  flock 8
+fi
+bash "$lab/vm/build-image.sh"
+export TMPDIR=$vm/tmp   # qemu's snapshot=on overlay goes here, not to /var/tmp
+
+run=$vm/runs/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$run"
+ln -sfn "$(basename "$run")" "$vm/runs/latest"
+# Keep the last ten runs.
+ls -1d "$vm"/runs/2* | head -n -10 | xargs -r rm -rf
+
+# KVM passes a trivial boot on some hosts and then stops the guest with "KVM internal error":
+# ask it to boot this very kernel as far as the root mount (which panics without a disk).
+kvm_works() {
+  [ -w /dev/kvm ] || { log "no usable /dev/kvm"; return 1; }
+  local out=$vm/tmp/kvm-probe pid ok=1
+  rm -f "$out".*
+  qemu-system-x86_64 -accel kvm -cpu host -m 512M -smp 1 -nodefaults -display none -no-reboot \
+    -kernel "$img/vmlinuz" -append "console=ttyS0 panic=-1 loglevel=4" \
+    -serial file:"$out.console" 2>"$out.err" &
+  pid=$!
+  for _ in $(seq 1 60); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" && grep -qs "Kernel panic" "$out.console" && ok=0
+      break
+    fi
+    grep -qs "KVM internal error\|failed to set MSR" "$out.err" && break
+    sleep 0.5
+  done
+  kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [ "$ok" = 0 ] || log "KVM does not work here: $(head -n 1 "$out.err" 2>/dev/null || echo "no boot in 30 s")"
+  return "$ok"
+}
+case ${VM_ACCEL:-auto} in
+  kvm) accel=(-accel kvm -cpu host) ;;
+  tcg) accel=(-accel "tcg,thread=multi" -cpu max) ;;
+  *) if kvm_works; then accel=(-accel kvm -cpu host); else accel=(-accel "tcg,thread=multi" -cpu max); fi ;;
+esac
+accel_name=${accel[1]%%,*}
+
+# Arguments travel to the guest on the kernel command line, NUL-separated and base64-encoded.
+cmdline="console=ttyS0 root=/dev/vda rw panic=-1 quiet loglevel=3 mitigations=off $(cat "$img/cmdline")"
+cmdline+=" init=/sbin/ebpf-lab-init"
+if [ $# -gt 0 ]; then
+  cmdline+=" ebpflab.args=$(printf '%s\0' "$@" | base64 -w 0)"
+fi
+
+console=$run/console.log
+: > "$console"
+log "booting kernel $(cat "$img/kernel-release") with ${accel_name^^}, $cpus vCPUs, $mem; console: ${console#"$lab"/}"
+start=$SECONDS
+timeout -k 10 "$timeout_s" qemu-system-x86_64 "${accel[@]}" -smp "$cpus" -m "$mem" \
+  -nodefaults -display none -no-reboot -nic none \
+  -kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$cmdline" \
+  -drive file="$img/rootfs.img",if=virtio,format=raw,snapshot=on \
+  -virtfs local,path="$lab",mount_tag=host,security_model=none,readonly=on \
+  -device virtio-rng-pci \
+  -serial file:"$console" 2>"$run/qemu.err" &
+qemu=$!
+trap 'kill "$qemu" 2>/dev/null' EXIT INT TERM
+# Live progress: the guest's console without the per-test lines, which the report repeats.
+tail -n +1 -F --pid="$qemu" "$console" 2>/dev/null | sed -u 's/\r$//' | grep --line-buffered -v '^@@EBPFLAB test ' &
+follower=$!
+qrc=0
+wait "$qemu" || qrc=$?
+wait "$follower" 2>/dev/null || true
+trap - EXIT INT TERM
+wall=$((SECONDS - start))
+
+python3 "$lab/vm/report.py" --console "$console" --qemu-rc "$qrc" --qemu-err "$run/qemu.err" \
+  --wall "$wall" --timeout "$timeout_s" --accel "$accel_name" --out "$run" | tee "$run/report.txt"
+exit "${PIPESTATUS[0]}"
