@@ -76,6 +76,9 @@ def load_error(fn: str, section, err: int, log: str, cell: str,
 
     excerpt = [re.sub(rf"@ {CELL_FILE}:(\d+)", renumber, ln) for ln in excerpt]
     hints = [ln[len("HINT: "):] for ln in verifier if ln.startswith("HINT: ")]
+    if any("is not modifiable" in ln for ln in verifier):
+        hints.insert(0, "fmod_ret attaches only to functions on the error-injection list "
+                        "(/sys/kernel/debug/error_injection/list) and to security_* hooks")
     what = verifier[tail_end] if verifier else f"{libbpf.strerror(err)} loading {fn}"
     return VerifierError(
         what, where=where, detail="\n".join(excerpt[:-1]),

@@ -72,6 +72,21 @@ def _trampoline(family: str, prog_type: ProgType, attach: AttachType, targets: t
     return _no(family, f"none of {', '.join(targets)} is in this kernel's BTF")
 
 
+def _active_lsm(loads: Feature) -> Feature:
+    """An lsm program that loads still never runs unless "bpf" is one of the kernel's active LSMs."""
+    if not loads.available:
+        return loads
+    try:
+        with open("/sys/kernel/security/lsm") as f:
+            active = f.read().strip().split(",")
+    except OSError:
+        return loads  # securityfs not mounted: the load is all that can be known
+    if "bpf" in active:
+        return _ok("lsm", f"lsm programs load and bpf is an active LSM ({','.join(active)})")
+    return _no("lsm", f"lsm programs load but bpf is not an active LSM ({','.join(active)}): "
+                      "boot with lsm=...,bpf (the VM's provisioning does)")
+
+
 def _kprobes(family: str) -> Feature:
     if os.path.exists(f"{_PMU}/kprobe") or os.path.exists(f"{TRACEFS}/kprobe_events"):
         return _ok(family, "kprobe PMU present")
@@ -113,7 +128,7 @@ _PROBES = {
                                  ("security_file_open", "do_sys_openat2", "vfs_read")),
     "fmod_ret": lambda: _trampoline("fmod_ret", ProgType.TRACING, AttachType.MODIFY_RETURN,
                                     ("security_file_open",)),
-    "lsm": lambda: _trampoline("lsm", ProgType.LSM, AttachType.LSM_MAC, ("file_open",)),
+    "lsm": lambda: _active_lsm(_trampoline("lsm", ProgType.LSM, AttachType.LSM_MAC, ("file_open",))),
     "iter": lambda: _trampoline("iter", ProgType.TRACING, AttachType.TRACE_ITER, ("task",)),
     "kprobe": lambda: _kprobes("kprobe"),
     "kretprobe": lambda: _kprobes("kretprobe"),
