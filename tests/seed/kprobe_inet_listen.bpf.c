@@ -47,7 +47,8 @@ static void fill_event(struct event *event, struct socket *sock)
 	if (family == AF_INET)
 		event->addr[0] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 	else if (family == AF_INET6)
-		BPF_CORE_READ_INTO(event->addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
+		/* &event->addr: the macro copies sizeof(*dst), all 16 bytes only through the array pointer */
+		BPF_CORE_READ_INTO(&event->addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
 	bpf_get_current_comm(event->task, sizeof(event->task));
 }
 
