@@ -182,34 +182,29 @@ class CoreProgram(BaseHandle):
         while sink.n < sink.limit and (left := end - time.monotonic()) > 0:
             yield max(1, min(100, int(left * 1000)))
 
-    def _poll_ring(self, info, sink, duration: float) -> None:
+    def _drain(self, kind: str, buf, info, sink, duration: float) -> None:
+        """Poll a libbpf ring_buffer/perf_buffer until the deadline or the sink is full, then free it."""
         so = libbpf.lib()
-        cb = libbpf.RINGBUF_SAMPLE_FN(lambda _ctx, data, size: sink.add(data, size) or 0)
-        rb = so.ring_buffer__new(info.fd, cb, None, None)
-        if not rb:
-            raise MapError(f"could not open ring buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
+        if not buf:
+            raise MapError(f"could not open {kind} buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
+        prefix = "ring_buffer__" if kind == "ring" else "perf_buffer__"
         try:
             for timeout in self._slices(duration, sink):
-                so.ring_buffer__poll(rb, timeout)
-            if sink.n < sink.limit:
-                so.ring_buffer__consume(rb)
+                getattr(so, prefix + "poll")(buf, timeout)
+            if sink.n < sink.limit:  # a full sink would only count the rest as dropped
+                getattr(so, prefix + "consume")(buf)
         finally:
-            so.ring_buffer__free(rb)
+            getattr(so, prefix + "free")(buf)
+
+    def _poll_ring(self, info, sink, duration: float) -> None:
+        cb = libbpf.RINGBUF_SAMPLE_FN(lambda _ctx, data, size: sink.add(data, size) or 0)
+        self._drain("ring", libbpf.lib().ring_buffer__new(info.fd, cb, None, None), info, sink, duration)
 
     def _poll_perf(self, info, sink, lost, duration: float, page_cnt: int) -> None:
-        so = libbpf.lib()
         on_sample = libbpf.PERFBUF_SAMPLE_FN(lambda _ctx, _cpu, data, size: sink.add(data, size))
         on_lost = libbpf.PERFBUF_LOST_FN(lambda _ctx, _cpu, n: lost.__setitem__(0, lost[0] + n))
-        pb = so.perf_buffer__new(info.fd, page_cnt, on_sample, on_lost, None, None)
-        if not pb:
-            raise MapError(f"could not open perf buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
-        try:
-            for timeout in self._slices(duration, sink):
-                so.perf_buffer__poll(pb, timeout)
-            if sink.n < sink.limit:
-                so.perf_buffer__consume(pb)
-        finally:
-            so.perf_buffer__free(pb)
+        pb = libbpf.lib().perf_buffer__new(info.fd, page_cnt, on_sample, on_lost, None, None)
+        self._drain("perf", pb, info, sink, duration)
 
     def summary(self) -> dict:
         alive = self.obj is not None and bool(self.obj.ptr)
