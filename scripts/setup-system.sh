@@ -31,27 +31,61 @@ install() {
 }
 
 # --- packages from the running distribution only ---------------------------
-install python3-bpfcc bpfcc-tools libbpf-dev clang llvm iproute2 pkg-config python3-venv python3-pip \
+# libbpf and bpftool must know current SEC names (tcx/, netkit/, uprobe.multi, cgroup/*_unix) and
+# BPF_UPROBE: on Debian 12 they come from bookworm-backports (same release, so libc stays; never
+# trixie). Ubuntu 24.04's own libbpf 1.3 is enough.
+LIBBPF_FLOOR=1.3
+BPFTOOL_FLOOR=7.3
+bookworm=0
+[ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ] && bookworm=1
+if [ "$bookworm" = 1 ] && ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "deb http://deb.debian.org/debian bookworm-backports main" \
+    > /etc/apt/sources.list.d/ebpf-lab-bookworm-backports.list
+  apt_updated=0
+fi
+# The CO-RE engine's compiler, chosen by measurement (README, "Toolchain"): clang 19 where the
+# distribution has it, else its default clang.
+core_clang=clang
+if [ "$bookworm" = 1 ] || has_candidate clang-19; then core_clang=clang-19; fi
+install python3-bpfcc bpfcc-tools clang "$core_clang" llvm iproute2 pkg-config python3-venv python3-pip \
   gcc libc6-dev systemtap-sdt-dev
-if ! command -v bpftool >/dev/null; then
-  if has_candidate bpftool; then install bpftool
-  else install linux-tools-common "linux-tools-$kver"   # Ubuntu ships bpftool there
+if [ "$bookworm" = 1 ]; then
+  bpo=()
+  for p in libbpf1 libbpf-dev bpftool; do
+    case $(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true) in
+      *bpo12*) ;;
+      *) bpo+=("$p") ;;
+    esac
+  done
+  if [ ${#bpo[@]} -gt 0 ]; then
+    apt_update
+    log "installing ${bpo[*]} from bookworm-backports"
+    apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo[@]}" >/dev/null
+  fi
+else
+  install libbpf-dev
+  if ! command -v bpftool >/dev/null; then
+    if has_candidate bpftool; then install bpftool
+    else install linux-tools-common "linux-tools-$kver"   # Ubuntu ships bpftool there
+    fi
   fi
 fi
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
+libbpf_v=$(dpkg-query -W -f='${Version}' libbpf1 2>/dev/null | sed 's/^[0-9]*://; s/[-+~].*//')
+bpftool_v=$(bpftool version 2>/dev/null | sed -n 's/^bpftool v\([0-9.]*\).*/\1/p')
+version_ge "${libbpf_v:-0}" "$LIBBPF_FLOOR" || {
+  echo "libbpf ${libbpf_v:-missing} is older than the lab's floor $LIBBPF_FLOOR (libbpf1, libbpf-dev)" >&2; exit 1; }
+version_ge "${bpftool_v:-0}" "$BPFTOOL_FLOOR" || {
+  echo "bpftool ${bpftool_v:-missing} is older than the lab's floor $BPFTOOL_FLOOR" >&2; exit 1; }
 
 # --- kernel headers for BCC ------------------------------------------------
 build=/lib/modules/$kver/build
 if [ ! -e "$build/include" ]; then
   if installed "linux-headers-$kver" || has_candidate "linux-headers-$kver"; then
     install "linux-headers-$kver"
-  elif [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+  elif [ "$bookworm" = 1 ]; then
     # No headers package for this kernel: take the newest from bookworm-backports
     # (same release, so libc stays as it is; never trixie).
-    bpo=/etc/apt/sources.list.d/ebpf-lab-bookworm-backports.list
-    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-      echo "deb http://deb.debian.org/debian bookworm-backports main" > "$bpo"
-      apt_updated=0
-    fi
     apt_update
     log "installing the newest linux-headers-$arch from bookworm-backports"
     apt-get install -y -q --no-install-recommends -t bookworm-backports "linux-headers-$arch" >/dev/null
