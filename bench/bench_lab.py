@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from ebpf_magic import attach, loader  # noqa: E402
 from ebpf_magic import libbpf as lab_libbpf  # noqa: E402
+from ebpf_magic.privileges import check_privileges  # noqa: E402
 
 # Figures measured earlier on this machine; the table prints ours against them.
 BASELINE = {
@@ -324,7 +325,6 @@ def bench_core(reps: int) -> dict:
     """clang with the whole vmlinux.h, with its precompiled header, an unchanged re-run, and build+attach."""
     import subprocess
 
-    from ebpf_magic.core import build as core_build
     from ebpf_magic.core import toolchain
 
     path, _ = toolchain.clang()
@@ -340,7 +340,7 @@ def bench_core(reps: int) -> dict:
                                                      check=True, capture_output=True))[0])
             with_pch.append(timed(lambda i=i: toolchain.compile_cell(CORE_CELL + f"// {time.time()} {i}\n"))[0])
             hits.append(timed(lambda: toolchain.compile_cell(CORE_CELL))[0])
-            dt, prog = timed(lambda: core_build.build(CORE_CELL, name="bench_core"))
+            dt, prog = timed(lambda: loader.build(CORE_CELL, engine="core", name="bench_core"))
             builds.append(dt)
             prog.detach()
     return {"clang_full_vmlinux_s": median(full), "clang_pch_s": median(with_pch),
@@ -585,7 +585,7 @@ def main() -> int:
     args = ap.parse_args()
     reps, bcc_reps, stream_s = (3, 1, 1.0) if args.quick else (5, 2, 3.0)
 
-    loader.check_privileges()
+    check_privileges()
     res: dict = {"quick": args.quick, "machine": machine_info(), "baseline": BASELINE}
     system_before = _system_prog_ids()
     fds_before = _own_bpf_fds()

@@ -12,8 +12,11 @@ import ctypes as ct
 import difflib
 from dataclasses import dataclass
 
-from . import diagnostics, libbpf
+from . import attach as attachers
+from . import diagnostics, libbpf, source, tracepipe
+from .errors import AttachError, BPFLabError
 from .fdcapture import stderr_fd
+from .privileges import check_privileges
 from .sections import Section
 from .source import CELL_FILE, CellSource
 
@@ -38,6 +41,7 @@ class Module:
     bpf: object
     source: CellSource
     rewritten: list[str]
+    warnings: tuple[str, ...] = ()
 
     def functions(self) -> list[str]:
         lib = _bcc().lib
@@ -97,7 +101,8 @@ def compile_cell(src: CellSource, cflags: list[str] | None = None, usdt_contexts
             err = None
     if err is not None:
         raise diagnostics.compile_error(src.cell, cap.text, err) from None
-    return Module(bpf=b, source=src, rewritten=_rewritten_cell(cap.text))
+    return Module(bpf=b, source=src, rewritten=_rewritten_cell(cap.text),
+                  warnings=tuple(diagnostics.warnings_of(src.cell, cap.text)))
 
 
 def _rewritten_cell(printed: str) -> list[str]:
@@ -161,3 +166,53 @@ def _load_with_libbpf(module: Module, fn: str, section: Section, btf_id: int | N
 
 def _load_error(module: Module, fn: str, section: Section, err: int, log: str):
     return diagnostics.load_error(fn, section, err, log, module.source.cell, module.cell_line_of)
+
+
+def build(cell) -> object:
+    """Compile, load and attach a BCC cell (a ``cell.Cell``); returns an attached, unregistered Program."""
+    from .handle import Program
+
+    check_privileges()
+    section = cell.section
+    if section.target.problem:
+        raise AttachError(f"{section.name}: {section.target.problem}", hint="fix the SEC name")
+    usdt = []
+    if section.family == "usdt":
+        from .attach.uprobes import usdt_context
+        from .cell import probe_function
+
+        usdt = [usdt_context(section, probe_function(cell), cell.options.pid)]
+    btf_id = attachers.btf_id(section)
+    module = compile_cell(source.build(cell.text), cflags=list(cell.cflags), usdt_contexts=usdt)
+    program = None
+    try:
+        fn = _choose_function(module.functions(), cell.fn)
+        fd = load(module, fn, section, btf_id=btf_id)
+        if "bpf_trace_printk" in cell.text:
+            tracepipe.drain()
+        program = Program(cell.name or fn, module, fn, section, [])
+        program.warnings = module.warnings
+        program.attachments = attachers.attach(attachers.Request(fd, fn, section, cell.options, module=module))
+        if section.family == "iter":
+            program.read()
+        return program
+    except BaseException:
+        if program is not None:
+            program.detach()
+        module.release()
+        raise
+
+
+def _choose_function(compiled: list[str], wanted: str | None) -> str:
+    if wanted:
+        if wanted not in compiled:
+            raise BPFLabError(f"no program function {wanted!r} in the cell",
+                              hint=f"program functions: {', '.join(compiled) or 'none (static ones do not count)'}")
+        return wanted
+    if len(compiled) == 1:
+        return compiled[0]
+    if not compiled:
+        raise BPFLabError("the cell defines no program function",
+                          hint="write one non-static function taking the program's context")
+    raise BPFLabError(f"the cell defines several program functions: {', '.join(compiled)}",
+                      hint="name the one to load with --fn NAME, or make helpers static")

@@ -23,6 +23,18 @@ def _cell_line(cell: str, lineno: int) -> str:
     return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
 
 
+_SHOWN_WARNINGS = 5
+
+
+def warnings_of(cell: str, printed: str) -> list[str]:
+    """The compiler's warnings about the cell, a line each, the first few and a count of the rest."""
+    found = [(int(m[1]), m[4]) for m in map(_DIAG.match, printed.splitlines()) if m and m[3] == "warning"]
+    lines = [f"cell line {ln}: {msg}  [{_cell_line(cell, ln)}]" for ln, msg in found[:_SHOWN_WARNINGS]]
+    if len(found) > _SHOWN_WARNINGS:
+        lines.append(f"... and {len(found) - _SHOWN_WARNINGS} more warnings")
+    return lines
+
+
 def compile_error(cell: str, printed: str, exc: object, hint: str | None = None) -> CompileError:
     lines = printed.splitlines()
     errors = [(int(m[1]), int(m[2]), m[4]) for m in map(_DIAG.match, lines) if m and m[3] == "error"]

@@ -51,6 +51,12 @@ class UnknownSectionError(BPFLabError, ValueError):
     kind = "Unknown SEC name"
 
 
+class UsageError(BPFLabError, ValueError):
+    """A magic's line or a method's argument is wrong; nothing was compiled or loaded."""
+
+    kind = "Usage"
+
+
 class CompileError(BPFLabError):
     kind = "Compile error"
 

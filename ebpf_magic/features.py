@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import libbpf
 from .errors import KernelRefusedError
+from .families import FAMILIES, Probe
 from .uapi import AttachType, ProgType
 
 _RET0 = b"\xb7\x00\x00\x00\x00\x00\x00\x00" + b"\x95\x00\x00\x00\x00\x00\x00\x00"  # r0 = 0; exit
@@ -95,17 +96,13 @@ def _kprobes(family: str) -> Feature:
 
 
 def _perf_event(config_type: int, config: int) -> int:
-    from bcc import lib
+    from .attach.perf import perf_event_open
 
-    from .fdcapture import stderr_fd
-
-    with stderr_fd():  # libbcc reports a failed perf_event_open on fd 2
-        fd = lib.bpf_open_perf_event(config_type, config, -1, 0)
-        err = ct.get_errno()
-    if fd >= 0:
-        os.close(fd)
-        return 0
-    return err or errno.EINVAL
+    try:
+        os.close(perf_event_open(config_type, config, pid=0, cpu=-1))
+    except OSError as exc:
+        return exc.errno or errno.EINVAL
+    return 0
 
 
 def _probe_type(family: str, prog_type: ProgType) -> Feature:
@@ -117,48 +114,63 @@ def _probe_type(family: str, prog_type: ProgType) -> Feature:
     return _no(family, f"probing BPF_PROG_TYPE_{prog_type.name} failed: {libbpf.strerror(-ret)}")
 
 
-_PROBES = {
-    "tracepoint": lambda: _ok("tracepoint", "tracefs events present") if os.path.isdir(f"{TRACEFS}/events")
-    else _no("tracepoint", f"no {TRACEFS}/events: mount tracefs (make lab does)"),
-    "raw_tracepoint": lambda: _probe_type("raw_tracepoint", ProgType.RAW_TRACEPOINT),
-    "tp_btf": lambda: _trampoline("tp_btf", ProgType.TRACING, AttachType.TRACE_RAW_TP, ("sched_switch",)),
-    "fentry": lambda: _trampoline("fentry", ProgType.TRACING, AttachType.TRACE_FENTRY,
-                                  ("security_file_open", "do_sys_openat2", "vfs_read")),
-    "fexit": lambda: _trampoline("fexit", ProgType.TRACING, AttachType.TRACE_FEXIT,
-                                 ("security_file_open", "do_sys_openat2", "vfs_read")),
-    "fmod_ret": lambda: _trampoline("fmod_ret", ProgType.TRACING, AttachType.MODIFY_RETURN,
-                                    ("security_file_open",)),
-    "lsm": lambda: _active_lsm(_trampoline("lsm", ProgType.LSM, AttachType.LSM_MAC, ("file_open",))),
-    "iter": lambda: _trampoline("iter", ProgType.TRACING, AttachType.TRACE_ITER, ("task",)),
-    "kprobe": lambda: _kprobes("kprobe"),
-    "kretprobe": lambda: _kprobes("kretprobe"),
-    "ksyscall": lambda: _kprobes("ksyscall"),
-    "kretsyscall": lambda: _kprobes("kretsyscall"),
-    "uprobe": lambda: _ok("uprobe", "uprobe PMU present") if os.path.exists(f"{_PMU}/uprobe")
-    else _no("uprobe", "no uprobe PMU (CONFIG_UPROBE_EVENTS not set)"),
-    "perf_event": lambda: _ok("perf_event", "software perf events open") if _perf_event(1, 0) == 0
-    else _no("perf_event", "perf_event_open of a software event failed"),
-    "perf_event_hw": lambda: _ok("perf_event_hw", "hardware PMU present") if _perf_event(0, 0) == 0
-    else _no("perf_event_hw", "no hardware PMU (perf_event_open of cycles: ENOENT; virtualized CPU); "
-                              "use software events such as cpu-clock"),
-    "socket": lambda: _probe_type("socket", ProgType.SOCKET_FILTER),
-    "xdp": lambda: _probe_type("xdp", ProgType.XDP),
-    "tc": lambda: _probe_type("tc", ProgType.SCHED_CLS),
-    "cgroup": lambda: _probe_type("cgroup", ProgType.CGROUP_SKB),
-}
-_PROBES["uretprobe"] = lambda: _rename(_PROBES["uprobe"](), "uretprobe")
-_PROBES["usdt"] = lambda: _rename(_PROBES["uprobe"](), "usdt")
+def _tracefs(family: str) -> Feature:
+    if os.path.isdir(f"{TRACEFS}/events"):
+        return _ok(family, "tracefs events present")
+    return _no(family, f"no {TRACEFS}/events: mount tracefs (make lab does)")
 
 
-def _rename(f: Feature, family: str) -> Feature:
-    return Feature(family, f.available, f.reason)
+def _uprobes(family: str) -> Feature:
+    if os.path.exists(f"{_PMU}/uprobe"):
+        return _ok(family, "uprobe PMU present")
+    return _no(family, "no uprobe PMU (CONFIG_UPROBE_EVENTS not set)")
+
+
+def _software_events(family: str) -> Feature:
+    if _perf_event(1, 0) == 0:
+        return _ok(family, "software perf events open")
+    return _no(family, "perf_event_open of a software event failed")
+
+
+def _hardware_events(family: str) -> Feature:
+    if _perf_event(0, 0) == 0:
+        return _ok(family, "hardware PMU present")
+    return _no(family, "no hardware PMU (perf_event_open of cycles: ENOENT; virtualized CPU); "
+                       "use software events such as cpu-clock")
+
+
+def _kprobe_multi(family: str) -> Feature:
+    # kprobe.multi links need fprobe (CONFIG_FPROBE), which nothing in sysfs shows; kprobes first.
+    f = _kprobes(family)
+    return f if not f.available else _ok(family, "kprobe PMU present (kprobe.multi also needs CONFIG_FPROBE)")
+
+
+def _run_probe(family: str, probe) -> Feature:
+    kind, args = probe.kind, probe.args
+    if kind == "prog_type":
+        return _probe_type(family, ProgType[args[0]])
+    if kind in ("trampoline", "lsm"):
+        prog_type, attach, targets = args
+        loads = _trampoline(family, ProgType[prog_type], AttachType[attach], targets)
+        return _active_lsm(loads) if kind == "lsm" else loads
+    simple = {"tracefs": _tracefs, "uprobe_pmu": _uprobes, "kprobe_pmu": _kprobes, "perf_sw": _software_events,
+              "perf_hw": _hardware_events, "kprobe_multi": _kprobe_multi}
+    return simple[kind](family)
+
+
+# Not a family of its own (perf_event programs sample both), but a different answer.
+_EXTRA = {"perf_event_hw": Probe("perf_hw")}
+
+
+def _probes() -> dict[str, Probe]:
+    return {**{f.name: f.probe for f in FAMILIES if f.probe is not None}, **_EXTRA}
 
 
 @functools.cache
 def feature(family: str) -> Feature | None:
     """The kernel's answer for one family, or None where the lab has no probe for it."""
-    probe = _PROBES.get(family)
-    return probe() if probe else None
+    probe = _probes().get(family)
+    return _run_probe(family, probe) if probe else None
 
 
 def refusal_reason(section) -> KernelRefusedError | None:
@@ -197,13 +209,23 @@ def bcc_version() -> str:
 
 
 def clang_version() -> str:
+    from .core import toolchain
+
+    try:
+        path, version = toolchain.clang()
+    except Exception as exc:  # a missing clang is a line of the report, not a failure of it
+        return str(exc).splitlines()[0]
+    return f"{version} ({path})"
+
+
+def bpftool_version() -> str:
     import shutil
     import subprocess
 
-    path = shutil.which("clang")
+    path = shutil.which("bpftool")
     if not path:
-        return "missing: CO-RE cells cannot compile (install clang: make lab)"
-    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+        return "missing: CO-RE cells need it for vmlinux.h (make lab installs it)"
+    out = subprocess.run([path, "version"], capture_output=True, text=True).stdout
     return out.splitlines()[0] if out else path
 
 
@@ -211,7 +233,7 @@ def report():
     """This kernel's program types and tools, as a DataFrame (attrs hold the summary)."""
     import pandas as pd
 
-    rows = [feature(f) for f in _PROBES]
+    rows = [feature(f) for f in _probes()]
     df = pd.DataFrame([{"family": r.family, "available": r.available, "reason": r.reason} for r in rows])
     df.attrs.update({
         "kernel": platform.release(),
@@ -219,6 +241,7 @@ def report():
         "headers": headers(),
         "bcc": bcc_version(),
         "libbpf": libbpf.version(),
+        "bpftool": bpftool_version(),
         "clang": clang_version(),
         "root": os.geteuid() == 0,
     })

@@ -48,6 +48,7 @@ class BaseHandle:
     """What both engines' handles share: reading helpers, lifecycle and display."""
 
     engine = "bcc"
+    warnings: tuple[str, ...] = ()   # the compiler's warnings about the cell, shown under it
 
     def __init__(self, name: str, attachments):
         self.name = name

@@ -1,7 +1,7 @@
 """The IPython glue: parse the magic line, call the loader and the session, show the result."""
 from __future__ import annotations
 
-import shlex
+import sys
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -57,42 +57,21 @@ class BPFMagics(Magics):
         h.trace_lines(), h.live("map"), h.read() (iterators), h.detach();
         CO-RE handles also have h.globals and h.programs.
         """
-        from . import attach, loader, source
+        from . import cell as cells
+        from .attach import Options
+        from .loader import run
 
-        args = parse_argstring(self.bpf, line)
-        options = attach.Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu)
-        engine = args.engine or ("core" if not args.sec and source.sec_annotations(cell) else "bcc")
-        if engine == "core":
-            return self._core(args, cell, options)
-        section, fn = loader.choose_section(args.sec, cell, args.fn)
-        name = args.name or fn or _guess_name(cell)
-
-        return self._register(name, args, lambda: loader.build(
-            cell, args.sec, name=name, fn=args.fn, options=options, cflags=_cflags(args.cflags)))
-
-    def _register(self, name, args, build):
-        """Replace NAME's previous program by a new one and bind the handle in the user namespace."""
-        if name is not None:
-            program = SESSION.replace(name, build)
-        else:  # the name is only known after compiling
-            built = build()
-            program = SESSION.replace(built.name, lambda: built)
-        program._on_detach = SESSION.forget
-        program.defaults = {"duration": self.default_duration, "max_events": self.max_events}
+        args = _parse(self.bpf, line)
+        parsed = cells.make(
+            cell, args.sec, engine=args.engine, name=args.name, fn=args.fn,
+            options=Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu),
+            cflags=cells.split_cflags(args.cflags), sets=args.set, event_type=args.event_type, quiet=args.quiet)
+        defaults = {"duration": self.default_duration, "max_events": self.max_events}
+        program = SESSION.replace(parsed.name, lambda: run(parsed), defaults)
         self.shell.user_ns[program.name] = program
-        return None if args.quiet else program
-
-    def _core(self, args, cell, options):
-        from .core.build import build, parse_sets
-        from .errors import BPFLabError
-
-        if args.sec:
-            raise BPFLabError("a CO-RE cell takes its SEC names from SEC(\"...\") in the cell",
-                              hint="drop the SEC from the magic line, or use --engine bcc")
-        sets = parse_sets(args.set)
-        return self._register(args.name, args, lambda: build(
-            cell, name=args.name, options=options, cflags=_cflags(args.cflags), sets=sets,
-            event_type=args.event_type))
+        if program.warnings:
+            print("compiler warnings:\n  " + "\n  ".join(program.warnings), file=sys.stderr)
+        return None if parsed.quiet else program
 
     @line_magic
     def bpf_sec(self, line):
@@ -125,7 +104,7 @@ class BPFMagics(Magics):
         """%bpf_detach NAME | --all"""
         from .errors import BPFLabError
 
-        args = parse_argstring(self.bpf_detach, line)
+        args = _parse(self.bpf_detach, line)
         if args.all:
             n = SESSION.release_all()
             print(f"detached {n} program(s)")
@@ -138,16 +117,16 @@ class BPFMagics(Magics):
         print(f"detached {args.name}")
 
 
-def _cflags(values: list[str]) -> list[str]:
-    """Flags from every --cflags; IPython keeps the quotes of a quoted value, so split twice."""
-    return [flag for v in values for part in shlex.split(v) for flag in shlex.split(part)]
+def _parse(magic, line: str):
+    """The magic's arguments; a malformed line is a short UsageError, not argparse's SystemExit."""
+    from IPython.core.error import UsageError as IPythonUsageError
 
+    from .errors import UsageError
 
-def _guess_name(cell: str) -> str | None:
-    from .source import program_functions
-
-    names = program_functions(cell)
-    return names[0] if len(names) == 1 else None
+    try:
+        return parse_argstring(magic, line)
+    except (IPythonUsageError, ValueError) as exc:
+        raise UsageError(str(exc).strip().splitlines()[-1], hint=f"%{magic.__name__}? lists the options") from None
 
 
 def register(ipython) -> None:

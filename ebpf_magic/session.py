@@ -26,10 +26,23 @@ class Session:
     def names(self) -> list[str]:
         return list(self._programs)
 
-    def replace(self, name: str, build: Callable[[], object]):
-        """Release NAME, then build and register its successor (nothing is kept if build fails)."""
-        self.release(name)
+    def replace(self, name: str | None, build: Callable[[], object], defaults: dict | None = None):
+        """Release NAME, then build and own its successor (nothing is kept if build fails).
+
+        A NAME of None is learnt from the built handle (its first program), and a
+        handle of that name that was already loaded is released after the build.
+        """
+        if name is not None:
+            self.release(name)
         program = build()
+        if name is None:
+            name = program.name
+            self.release(name)
+        program.name = name
+        # The session, not the caller, decides what a handle does when it detaches itself.
+        program._on_detach = self.forget
+        if defaults:
+            program.defaults = dict(defaults)
         self._programs[name] = program
         return program
 

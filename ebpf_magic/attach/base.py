@@ -19,14 +19,40 @@ class Options:
     period: int | None = None
     cpu: int | None = None
 
+    def check(self) -> None:
+        """Refuse what no kernel could use, before anything compiles."""
+        from ..errors import UsageError
+        from .perf import EVENTS
+
+        for opt in ("pid", "freq", "period"):
+            value = getattr(self, opt)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise UsageError(f"--{opt} {value!r} must be a positive whole number", hint=f"e.g. --{opt} 99")
+        if self.cpu is not None and (not isinstance(self.cpu, int) or not 0 <= self.cpu < os.cpu_count()):
+            raise UsageError(f"--cpu {self.cpu!r} is not a CPU of this machine",
+                             hint=f"CPUs 0 to {os.cpu_count() - 1}, or leave it out for all")
+        if self.freq and self.period:
+            raise UsageError("give --freq or --period, not both",
+                             hint="--freq N samples N times a second; --period N every N events")
+        if self.event is not None and self.event not in EVENTS:
+            close = close_matches(self.event, EVENTS)
+            raise UsageError(f"unknown perf event {self.event!r}",
+                             hint=(f"did you mean {', '.join(close)}? " if close else "") + "one of: " + ", ".join(EVENTS))
+        if self.pid is not None and not os.path.exists(f"/proc/{self.pid}"):
+            raise UsageError(f"--pid {self.pid}: no such process",
+                             hint="list processes with ps -e, or start the program first (subprocess.Popen)")
+
 
 @dataclass
 class Request:
-    module: object          # bcc_engine.Module
+    """What an attacher gets: the loaded program and, per engine, the object that loaded it."""
+
+    fd: int                 # the loaded program's fd
     fn: str                 # the program function
-    fd: int                 # its loaded program fd
     section: object         # sections.Section
     options: Options = field(default_factory=Options)
+    module: object = None   # BCC cells: bcc_engine.Module
+    prog: int | None = None  # CO-RE cells: libbpf's struct bpf_program *
 
     @property
     def bpf(self):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import KernelRefusedError
 from ..features import feature
+from . import libbpf_auto
 from .base import Attachment, Request, bcc_call, need
 
 
@@ -17,6 +18,9 @@ def kprobe(req: Request) -> list[Attachment]:
     _require(req)
     t = req.section.target
     fn = need(req, t.function, "the kernel function", "kprobe/do_unlinkat")
+    if req.prog is not None:
+        return libbpf_auto.attach(req, req.section.family, fn,
+                                  hint=f"check that {fn} is in /proc/kallsyms and not inlined or notrace")
     b, name = req.bpf, req.fn.encode()
     if req.section.family == "kretprobe":
         bcc_call(f"attaching {req.fn} to kretprobe {fn}",
@@ -33,6 +37,8 @@ def kprobe(req: Request) -> list[Attachment]:
 def ksyscall(req: Request) -> list[Attachment]:
     _require(req)
     sc = need(req, req.section.target.syscall, "the syscall", "ksyscall/openat")
+    if req.prog is not None:
+        return libbpf_auto.attach(req, req.section.family, sc, hint="check the syscall's name")
     b, name = req.bpf, req.fn.encode()
     event = b.get_syscall_fnname(sc.encode())
     if req.section.family == "kretsyscall":

@@ -1,9 +1,18 @@
-"""perf_event programs: sampled on a software or hardware perf event, on every CPU."""
+"""perf_event programs, and the perf events that tracepoints attach through.
+
+Both engines attach the same way: ``perf_event_open(2)`` for the event, then
+a BPF link on it (``BPF_LINK_CREATE`` with ``BPF_PERF_EVENT``), so closing the
+link and the event's fd detaches and a dead process leaves nothing behind.
+"""
 from __future__ import annotations
 
+import ctypes as ct
+import os
+
+from .. import libbpf
 from ..errors import AttachError, KernelRefusedError
-from ..features import feature
-from .base import Attachment, Request, bcc_call
+from ..uapi import AttachType
+from .base import Attachment, Request
 
 _SOFTWARE = {"cpu-clock": 0, "task-clock": 1, "page-faults": 2, "context-switches": 3,
              "cpu-migrations": 4, "minor-faults": 5, "major-faults": 6, "alignment-faults": 7,
@@ -12,69 +21,119 @@ _HARDWARE = {"cycles": 0, "instructions": 1, "cache-references": 2, "cache-misse
              "branches": 4, "branch-misses": 5, "bus-cycles": 6, "ref-cycles": 9}
 EVENTS = [*_SOFTWARE, *_HARDWARE]
 DEFAULT_EVENT, DEFAULT_FREQ = "cpu-clock", 99
+TYPE_HARDWARE, TYPE_SOFTWARE, TYPE_TRACEPOINT = 0, 1, 2
+
+_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331, "ppc64le": 319}
+_FREQ_BIT = 1 << 10
+_PERF_FLAG_FD_CLOEXEC = 1 << 3
+_libc = ct.CDLL(None, use_errno=True)
+
+
+class PerfEventAttr(ct.Structure):
+    """struct perf_event_attr up to sample_max_stack (PERF_ATTR_SIZE_VER5, 112 bytes)."""
+
+    _fields_ = [
+        ("type", ct.c_uint32), ("size", ct.c_uint32), ("config", ct.c_uint64),
+        ("sample_period_or_freq", ct.c_uint64), ("sample_type", ct.c_uint64), ("read_format", ct.c_uint64),
+        ("flags", ct.c_uint64), ("wakeup_events", ct.c_uint32), ("bp_type", ct.c_uint32),
+        ("config1", ct.c_uint64), ("config2", ct.c_uint64), ("branch_sample_type", ct.c_uint64),
+        ("sample_regs_user", ct.c_uint64), ("sample_stack_user", ct.c_uint32), ("clockid", ct.c_int32),
+        ("sample_regs_intr", ct.c_uint64), ("aux_watermark", ct.c_uint32), ("sample_max_stack", ct.c_uint16),
+        ("_reserved", ct.c_uint16),
+    ]
+
+
+def perf_event_open(ev_type: int, config: int, *, pid: int = -1, cpu: int = 0, period: int = 0,
+                    freq: int = 0) -> int:
+    """An event fd, or raises OSError with the kernel's errno."""
+    import platform
+
+    attr = PerfEventAttr(type=ev_type, size=ct.sizeof(PerfEventAttr), config=config, wakeup_events=1)
+    attr.sample_period_or_freq = freq or period or 1
+    if freq:
+        attr.flags |= _FREQ_BIT
+    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
+    if nr is None:
+        raise OSError(0, f"perf_event_open: no syscall number known for {platform.machine()}")
+    fd = _libc.syscall(nr, ct.byref(attr), pid, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        err = ct.get_errno()
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+def link(prog_fd: int, event_fd: int) -> int:
+    """A BPF link running the program on the event; raises OSError."""
+    opts = libbpf.LinkCreateOpts(sz=ct.sizeof(libbpf.LinkCreateOpts))
+    fd = libbpf.lib().bpf_link_create(prog_fd, event_fd, int(AttachType.PERF_EVENT), ct.byref(opts))
+    if fd < 0:
+        err = libbpf.errno_of(fd)
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+def _closer(fds: list[int]):
+    def close():
+        for fd in reversed(fds):
+            os.close(fd)
+        fds.clear()
+    return close
+
+
+def attach_events(prog_fd: int, events: list[tuple[int, int, int]], period: int = 0, freq: int = 0,
+                  pid: int = -1) -> list[int]:
+    """Link the program to one event per (type, config, cpu); returns every fd to close, or raises OSError."""
+    fds: list[int] = []
+    try:
+        for ev_type, config, cpu in events:
+            efd = perf_event_open(ev_type, config, pid=pid, cpu=cpu, period=period, freq=freq)
+            fds.append(efd)
+            fds.append(link(prog_fd, efd))
+    except OSError:
+        _closer(fds)()
+        raise
+    return fds
 
 
 def event_of(name: str) -> tuple[int, int]:
-    """(perf type, config): PERF_TYPE_HARDWARE is 0, PERF_TYPE_SOFTWARE is 1."""
+    """(perf type, config) of a named event."""
     if name in _SOFTWARE:
-        return 1, _SOFTWARE[name]
+        return TYPE_SOFTWARE, _SOFTWARE[name]
     if name in _HARDWARE:
-        return 0, _HARDWARE[name]
+        return TYPE_HARDWARE, _HARDWARE[name]
     raise AttachError(f"unknown perf event {name!r}", hint="one of: " + ", ".join(EVENTS))
 
 
-def _sampling(o) -> tuple[str, int, int, int, int]:
-    """(event name, perf type, config, period, freq) from the magic line, checked against this kernel."""
+def _online_cpus() -> list[int]:
+    from ..frames import _cpu_list
+
+    return _cpu_list("/sys/devices/system/cpu/online")
+
+
+def perf_event(req: Request) -> list[Attachment]:
+    """Sample on a software or hardware event, on every online CPU (or --cpu), for all or one process."""
+    from ..features import feature
+
+    o = req.options
     name = o.event or DEFAULT_EVENT
     ev_type, config = event_of(name)
-    if ev_type == 0:
+    if ev_type == TYPE_HARDWARE:
         hw = feature("perf_event_hw")
         if hw is not None and not hw.available:
             raise KernelRefusedError(f"hardware event {name} cannot be sampled here", detail=hw.reason,
                                      hint="--event cpu-clock (software) samples on any kernel")
-    if o.freq and o.period:
-        raise AttachError("give --freq or --period, not both",
-                          hint="--freq N samples N times a second; --period N every N events")
     freq = o.freq if (o.freq or o.period) else DEFAULT_FREQ
-    return name, ev_type, config, o.period or 0, freq or 0
-
-
-def _point(name: str, period: int, freq: int) -> str:
-    return f"{name} @ {freq} Hz" if freq else f"{name} @ every {period} events"
-
-
-def perf_event(req: Request) -> list[Attachment]:
-    o = req.options
-    name, ev_type, config, period, freq = _sampling(o)
-    cpu = o.cpu if o.cpu is not None else -1
-    pid = o.pid if o.pid is not None else -1
-    b = req.bpf
-    bcc_call(f"attaching {req.fn} to perf event {name}",
-             lambda: b.attach_perf_event(ev_type=ev_type, ev_config=config, fn_name=req.fn.encode(),
-                                         sample_period=period, sample_freq=freq, pid=pid, cpu=cpu),
-             hint="perf_event programs take struct bpf_perf_event_data *ctx")
-    return [Attachment("perf_event", _point(name, period, freq), lambda: b.detach_perf_event(ev_type, config))]
-
-
-def attach_fd(prog_fd: int, fn: str, o) -> list[Attachment]:
-    """A perf_event program loaded outside BCC (CO-RE), sampled on every online CPU."""
-    from bcc import lib
-    from bcc.utils import get_online_cpus
-
-    name, ev_type, config, period, freq = _sampling(o)
-    cpus = [o.cpu] if o.cpu is not None else get_online_cpus()
-    fds: list[int] = []
-
-    def close():
-        for fd in fds:
-            lib.bpf_close_perf_event_fd(fd)
-
-    for cpu in cpus:
-        fd = lib.bpf_attach_perf_event(prog_fd, ev_type, config, period, freq,
-                                       o.pid if o.pid is not None else -1, cpu, -1)
-        if fd < 0:
-            close()
-            raise AttachError(f"attaching {fn} to perf event {name} on CPU {cpu} failed",
-                              hint="perf_event programs take struct bpf_perf_event_data *ctx")
-        fds.append(fd)
-    return [Attachment("perf_event", _point(name, period, freq), close)]
+    period = o.period or 0
+    cpus = [o.cpu] if o.cpu is not None else _online_cpus()
+    # A process-bound event follows the task on any CPU: one event, cpu -1.
+    if o.pid is not None and o.cpu is None:
+        cpus = [-1]
+    try:
+        fds = attach_events(req.fd, [(ev_type, config, cpu) for cpu in cpus], period=period, freq=freq or 0,
+                            pid=o.pid if o.pid is not None else -1)
+    except OSError as exc:
+        raise AttachError(f"attaching {req.fn} to perf event {name}: {libbpf.strerror(exc.errno)}",
+                          hint="perf_event programs take struct bpf_perf_event_data *ctx; "
+                               "check --pid and --cpu") from None
+    point = f"{name} @ {freq} Hz" if freq else f"{name} @ every {period} events"
+    return [Attachment("perf_event", point, _closer(fds))]

@@ -7,9 +7,10 @@ import os
 
 from .. import libbpf
 from ..errors import AttachError
+from ..families import family
 from ..features import TRACEFS
 from ..uapi import AttachType
-from .base import Attachment, Request, bcc_call, close_matches, fd_link, need
+from .base import Attachment, Request, close_matches, fd_link, need
 
 
 @functools.cache
@@ -22,17 +23,29 @@ def available_events() -> tuple[str, ...]:
 
 
 def tracepoint(req: Request) -> list[Attachment]:
+    """A perf event of the tracepoint, linked to the program: the same for both engines."""
+    from . import perf
+
     t = req.section.target
     cat = need(req, t.category, "the tracepoint", "tracepoint/syscalls/sys_enter_openat")
     event = need(req, t.event, "the tracepoint", "tracepoint/syscalls/sys_enter_openat")
     tp = f"{cat}:{event}"
-    if not os.path.isdir(f"{TRACEFS}/events/{cat}/{event}"):
+    try:
+        with open(f"{TRACEFS}/events/{cat}/{event}/id") as f:
+            tp_id = int(f.read())
+    except FileNotFoundError:
         raise AttachError(f"no tracepoint {tp} in {TRACEFS}/events",
-                          hint=_suggest(tp, available_events(), "tracepoint/{cat}/{event}"))
-    bcc_call(f"attaching {req.fn} to tracepoint {tp}",
-             lambda: req.bpf.attach_tracepoint(tp=tp.encode(), fn_name=req.fn.encode()),
-             hint="check the tracepoint's format file and the program's context type")
-    return [Attachment("tracepoint", tp, lambda: req.bpf.detach_tracepoint(tp.encode()))]
+                          hint=_suggest(tp, available_events(), "tracepoint/{cat}/{event}")) from None
+    except OSError as exc:
+        raise AttachError(f"cannot read tracepoint {tp}: {exc.strerror}",
+                          hint="mount tracefs on /sys/kernel/tracing (make lab does)") from None
+    try:
+        # cpu 0 with pid -1: a tracepoint's program runs on every CPU whichever CPU the event names.
+        fds = perf.attach_events(req.fd, [(perf.TYPE_TRACEPOINT, tp_id, 0)])
+    except OSError as exc:
+        raise AttachError(f"attaching {req.fn} to tracepoint {tp}: {libbpf.strerror(exc.errno)}",
+                          hint="tracepoint programs take the event's record (struct trace_event_raw_*)") from None
+    return [Attachment("tracepoint", tp, perf._closer(fds))]
 
 
 def raw_tracepoint(req: Request) -> list[Attachment]:
@@ -41,10 +54,12 @@ def raw_tracepoint(req: Request) -> list[Attachment]:
     names = {e.split(":", 1)[1] for e in available_events() if not e.startswith("syscalls:")}
     if names and event not in names:
         raise AttachError(f"no tracepoint named {event}", hint=_suggest(event, names, "raw_tp/{name}"))
-    bcc_call(f"attaching {req.fn} to raw tracepoint {event}",
-             lambda: req.bpf.attach_raw_tracepoint(tp=event.encode(), fn_name=req.fn.encode()),
-             hint="raw tracepoints take struct bpf_raw_tracepoint_args *ctx")
-    return [Attachment("raw_tracepoint", event, lambda: req.bpf.detach_raw_tracepoint(event.encode()))]
+    fd = libbpf.lib().bpf_raw_tracepoint_open(event.encode(), req.fd)
+    if fd < 0:
+        raise AttachError(f"attaching {req.fn} to raw tracepoint {event}: "
+                          f"{libbpf.strerror(libbpf.errno_of(fd))}",
+                          hint="raw tracepoints take struct bpf_raw_tracepoint_args *ctx")
+    return [fd_link("raw_tracepoint", event, fd)]
 
 
 def _suggest(word: str, choices, template: str) -> str:
@@ -57,35 +72,25 @@ def _suggest(word: str, choices, template: str) -> str:
 
 # --- BTF-typed families: the kernel needs the BTF id of the target at load time.
 
-_BTF_TARGET = {
-    "tp_btf": ("event", "btf_trace_{}", "tp_btf/sched_switch"),
-    "fentry": ("function", "{}", "fentry/do_unlinkat"),
-    "fexit": ("function", "{}", "fexit/do_unlinkat"),
-    "fmod_ret": ("function", "{}", "fmod_ret/security_file_open"),
-    "lsm": ("function", "bpf_lsm_{}", "lsm/file_open"),
-    "iter": ("event", "bpf_iter_{}", "iter/task"),
-}
-
-
 def btf_id(section) -> int:
     """The vmlinux BTF id that a TRACING/LSM program names at load time."""
-    field, spelled, example = _BTF_TARGET[section.family]
-    name = getattr(section.target, field)
+    fam = family(section.family)
+    name = getattr(section.target, fam.btf.field)
     if not name:
-        raise AttachError(f"{section.name} does not say which kernel {field} to attach to",
-                          hint=f"write it in the SEC name, e.g. %%bpf {example}")
+        raise AttachError(f"{section.name} does not say which kernel {fam.btf.field} to attach to",
+                          hint=f"write it in the SEC name, e.g. %%bpf {fam.example}")
+    spelled = fam.btf.spelled.format(name)
     found = libbpf.lib().libbpf_find_vmlinux_btf_id(name.encode(), int(section.attach_type))
     if found < 0:
-        raise AttachError(f"{spelled.format(name)} is not in this kernel's BTF (/sys/kernel/btf/vmlinux)",
+        raise AttachError(f"{spelled} is not in this kernel's BTF (/sys/kernel/btf/vmlinux)",
                           hint=f"list candidates: bpftool btf dump file /sys/kernel/btf/vmlinux | "
-                               f"grep {spelled.format(name)[:12]}")
+                               f"grep {spelled[:12]}")
     return found
 
 
 def btf_link(req: Request) -> list[Attachment]:
     """tp_btf, fentry, fexit, fmod_ret and lsm all attach through a raw-tracepoint link."""
-    field = _BTF_TARGET[req.section.family][0]
-    point = getattr(req.section.target, field)
+    point = getattr(req.section.target, family(req.section.family).btf.field)
     link = libbpf.lib().bpf_raw_tracepoint_open(None, req.fd)
     if link < 0:
         err = libbpf.errno_of(link)

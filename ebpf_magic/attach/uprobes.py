@@ -5,6 +5,7 @@ import os
 import shutil
 
 from ..errors import AttachError
+from . import libbpf_auto
 from .base import Attachment, Request, bcc_call, need
 
 
@@ -20,6 +21,9 @@ def resolve_binary(binary: str) -> str:
 
 def uprobe(req: Request) -> list[Attachment]:
     t = req.section.target
+    if req.prog is not None:
+        return libbpf_auto.attach(req, req.section.family, f"{t.binary}:{t.symbol or hex(t.offset or 0)}",
+                                  hint=f"check the symbol: nm -D {t.binary} | grep {t.symbol or ''}")
     binary = resolve_binary(need(req, t.binary, "the binary and symbol", "uprobe//usr/bin/bash:readline"))
     pid = req.options.pid if req.options.pid is not None else -1
     b, name = req.bpf, req.fn.encode()
@@ -60,6 +64,10 @@ def usdt_context(section, fn: str, pid: int | None):
 
 
 def usdt(req: Request) -> list[Attachment]:
+    if req.prog is not None:
+        t = req.section.target
+        return libbpf_auto.attach(req, "usdt", f"{t.binary}:{t.provider}:{t.probe}",
+                                  hint=f"list the probes: readelf -n {t.binary} | grep -A2 stapsdt")
     # BCC attached the probe's uprobes while compiling; record and own them.
     b = req.bpf
     events = list(b.uprobe_fds)

@@ -3,22 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..attach.base import Options
 from ..errors import BPFLabError
-from ..loader import check_privileges
+from ..privileges import check_privileges
 from . import toolchain
 from .obj import CoreObject
 from .program import CoreProgram, infer_event_types
-
-
-def parse_sets(items: list[str] | None) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise BPFLabError(f"--set {item!r} is not NAME=VALUE", hint="--set target_pid=1234")
-        out[name.strip()] = value.strip()
-    return out
 
 
 def _set_globals(obj: CoreObject, program_btf, values: dict[str, str]) -> None:
@@ -43,25 +32,25 @@ def _set_globals(obj: CoreObject, program_btf, values: dict[str, str]) -> None:
                           hint="declare it at file scope, e.g. const volatile pid_t target_pid = 0;")
 
 
-def build(cell: str, *, name: str | None = None, options: Options | None = None,
-          cflags: list[str] | None = None, sets: dict[str, str] | None = None,
-          event_type: str | None = None) -> CoreProgram:
+def build(cell) -> CoreProgram:
+    """Compile, load and attach a CO-RE cell (a ``cell.Cell``); returns an attached, unregistered handle."""
     check_privileges()
-    compiled = toolchain.compile_cell(cell, cflags)
-    obj = CoreObject(compiled.obj, name or "cell", cell)
+    compiled = toolchain.compile_cell(cell.text, list(cell.cflags))
+    obj = CoreObject(compiled.obj, cell.name or "cell", cell.text)
     links = []
     try:
         from .btf import Btf
 
-        _set_globals(obj, Btf(obj.btf), sets or {})
+        _set_globals(obj, Btf(obj.btf), cell.sets)
         obj.load()
-        links = obj.attach(options or Options())
+        links = obj.attach(cell.options)
         first = next((p.name for p in obj.programs if p.autoload), "cell")
-        events = infer_event_types(cell)
-        if event_type:
-            events = {m: event_type for m in [*events, *(
+        events = infer_event_types(cell.text)
+        if cell.event_type:
+            events = {m: cell.event_type for m in [*events, *(
                 mi.name for mi in obj.maps() if mi.type in (4, 27))]}
-        program = CoreProgram(name or first, obj, links, events)
+        program = CoreProgram(cell.name or first, obj, links, events)
+        program.warnings = compiled.warnings
         if any(a.kind == "iter" for a in links):
             program.read()
         return program

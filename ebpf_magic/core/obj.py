@@ -7,13 +7,13 @@ errors, with the verifier's log mapped to cell lines.
 from __future__ import annotations
 
 import ctypes as ct
-import errno
 from dataclasses import dataclass
 
 from .. import diagnostics, libbpf
-from ..attach import perf
-from ..attach.base import Attachment, Options
+from ..attach import attach
+from ..attach.base import Attachment, Options, Request
 from ..errors import AttachError, BPFLabError
+from ..families import family
 from ..features import refusal_reason
 from ..sections import Section, resolve
 from . import logs
@@ -46,11 +46,6 @@ class MapInfo:
     @property
     def fd(self) -> int:
         return libbpf.lib().bpf_map__fd(self.ptr)
-
-
-# Tracing families whose bare SEC name (no target) libbpf loads but cannot auto-attach.
-_MANUAL_OK = {"kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "raw_tracepoint", "raw_tracepoint_w",
-              "usdt", "ksyscall", "kretsyscall", "kprobe_multi", "socket"}
 
 
 def _errno_of_null() -> int:
@@ -135,27 +130,15 @@ class CoreObject:
         return done
 
     def _attach_one(self, p: ProgInfo, options: Options) -> list[Attachment]:
+        fam = family(p.section.family)
+        if fam.bare_ok and fam.target and not p.section.target:
+            return []  # SEC("kprobe") and the like: tail-call targets, attached by hand if at all
+        if fam.attacher is None:
+            raise AttachError(f"the lab does not attach {fam.name} programs yet ({p.name}, "
+                              f"SEC \"{p.section_name}\")",
+                              hint="mark it SEC(\"?...\") to load the rest, or see %bpf_features")
         so = libbpf.lib()
-        family = p.section.family
-        if family == "perf_event":
-            return perf.attach_fd(so.bpf_program__fd(p.ptr), p.name, options)
-        with logs.capture() as msgs:
-            if family == "iter":
-                link = so.bpf_program__attach_iter(p.ptr, None)
-            else:
-                link = so.bpf_program__attach(p.ptr)
-        if not link:
-            err = _errno_of_null()
-            if err == errno.EOPNOTSUPP and family in _MANUAL_OK and not p.section.target:
-                return []  # SEC("kprobe") and the like: tail-call targets, attached by hand if at all
-            hint = ("the lab attaches tracing families; this one needs a target (an interface, a cgroup) "
-                    "that no lab attacher provides yet" if err == errno.EOPNOTSUPP
-                    else "check the SEC target; %bpf_features lists what this kernel runs")
-            raise AttachError(f"attaching {p.name} (SEC \"{p.section_name}\"): {libbpf.strerror(err)}",
-                              detail="".join(msgs[-4:]).strip() or None, hint=hint)
-        point = p.section_name.split("/", 1)[1] if "/" in p.section_name else p.section_name
-        return [Attachment(family, point, lambda link=link: so.bpf_link__destroy(link),
-                           fd=so.bpf_link__fd(link))]
+        return attach(Request(so.bpf_program__fd(p.ptr), p.name, p.section, options, prog=p.ptr))
 
     def close(self) -> None:
         if self.ptr:

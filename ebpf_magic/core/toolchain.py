@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from ..diagnostics import compile_error
+from ..diagnostics import compile_error, warnings_of
 from ..errors import BPFLabError
 from ..source import CELL_FILE
 
@@ -36,12 +36,18 @@ def _missing(tool: str, what: str) -> BPFLabError:
     return BPFLabError(f"{tool} is not installed: {what}", hint="make lab installs it; %bpf_features lists tools")
 
 
+# Measured on the lab's machine (README, "Toolchain"): clang 19 compiles a CO-RE cell against the
+# precompiled vmlinux.h faster than 14 and emits current BTF; 16 and the default clang are fallbacks.
+CLANGS = ("clang-19", "clang-16", "clang")
+
+
 @functools.cache
 def clang() -> tuple[str, str]:
-    """(path, version line) of the system clang."""
-    path = shutil.which("clang")
+    """(path, version line) of the clang that compiles CO-RE cells (EBPF_LAB_CLANG overrides)."""
+    wanted = os.environ.get("EBPF_LAB_CLANG")
+    path = shutil.which(wanted) if wanted else next(filter(None, map(shutil.which, CLANGS)), None)
     if not path:
-        raise _missing("clang", "CO-RE cells are compiled with clang -target bpf")
+        raise _missing(wanted or "clang", "CO-RE cells are compiled with clang -target bpf")
     out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
     return path, out.splitlines()[0]
 
@@ -117,6 +123,7 @@ class Compiled:
     obj: bytes
     cached: bool
     path: str
+    warnings: tuple[str, ...] = ()
 
 
 def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
@@ -130,9 +137,11 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
     obj_dir = os.path.join(cache_dir(), "obj")
     os.makedirs(obj_dir, exist_ok=True)
     obj = os.path.join(obj_dir, f"{key}.o")
+    warn = obj[:-2] + ".warnings"
     if os.path.exists(obj):
         with open(obj, "rb") as f:
-            return Compiled(f.read(), True, obj)
+            data = f.read()
+        return Compiled(data, True, obj, _read_warnings(warn))
     with tempfile.TemporaryDirectory(prefix="ebpf-lab-") as tmp:
         src = os.path.join(tmp, CELL_FILE)
         with open(src, "w") as f:
@@ -146,6 +155,22 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
                 "a cell with SEC(\"...\") and no SEC on the magic line is a libbpf program (CO-RE): "
                 "#include \"vmlinux.h\" and <bpf/bpf_helpers.h>; for BCC C, put the SEC on the magic line")
             raise compile_error(cell, proc.stderr, f"clang exited with {proc.returncode}", hint=hint) from None
+        found = warnings_of(cell, proc.stderr)
+        # The warnings go first: an object without its file would replay as warning-free.
+        _atomic_write(warn, lambda t: _write_lines(t, found))
         _atomic_write(obj, lambda t: shutil.copyfile(out, t))
     with open(obj, "rb") as f:
-        return Compiled(f.read(), False, obj)
+        return Compiled(f.read(), False, obj, tuple(found))
+
+
+def _write_lines(path: str, lines) -> None:
+    with open(path, "w") as f:
+        f.write("".join(f"{ln}\n" for ln in lines))
+
+
+def _read_warnings(path: str) -> tuple[str, ...]:
+    try:
+        with open(path) as f:
+            return tuple(f.read().splitlines())
+    except FileNotFoundError:
+        return ()

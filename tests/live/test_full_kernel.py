@@ -41,9 +41,9 @@ LICENSE = '\nchar LICENSE[] SEC("license") = "GPL";\n'
 
 def core(cell: str, name: str, **sets):
     """A CO-RE cell compiled, loaded and attached; use it as a context manager (it detaches)."""
-    from ebpf_magic.core.build import build
+    from ebpf_magic import loader
 
-    return build(cell, name=name, sets={k: str(v) for k, v in sets.items()})
+    return loader.build(cell, engine="core", name=name, sets={k: str(v) for k, v in sets.items()})
 
 
 def bcc(cell: str, sec: str, name: str, **defines):

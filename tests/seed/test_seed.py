@@ -52,9 +52,9 @@ AT_FDCWD = -100
 
 def load(file: str, **kw):
     """Compile, load and attach one example; use the handle as a context manager."""
-    from ebpf_magic.core.build import build
+    from ebpf_magic import loader
 
-    return build((HERE / file).read_text(), name=file.split(".")[0][:15], **kw)
+    return loader.build((HERE / file).read_text(), engine="core", name=file.split(".")[0][:15], **kw)
 
 
 def own_comm() -> str:
