@@ -40,17 +40,23 @@ def require(family: str) -> None:
     """Skip where this kernel lacks ``family`` (printing why); never skip a family it has.
 
     With EBPF_MAGIC_REQUIRE_LIVE=1 (CI), not being able to test a family the
-    kernel supports (no root, no bpffs) fails instead of skipping.
+    CI kernel runs (``families.CI_FAMILIES``) fails instead of skipping: no
+    root, an unmounted tracefs or a missing tool is a broken set-up, not a
+    kernel limit.
     """
     if os.geteuid() != 0:
         msg = "live tests need root"
         if REQUIRE_LIVE:
             pytest.fail(f"{msg} (EBPF_MAGIC_REQUIRE_LIVE=1)")
         pytest.skip(msg)
+    from ebpf_magic.families import CI_FAMILIES
     from ebpf_magic.features import feature
 
     f = feature(family)
     if f is not None and not f.available:
+        if REQUIRE_LIVE and family in CI_FAMILIES:
+            pytest.fail(f"{family} must run on the CI kernel, but its probe failed: {f.reason} "
+                        "(EBPF_MAGIC_REQUIRE_LIVE=1; see families.CI_FAMILIES)")
         print(f"SKIP {family}: {f.reason}")
         pytest.skip(f"this kernel lacks {family}: {f.reason}")
 
