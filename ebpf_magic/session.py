@@ -3,6 +3,10 @@
 The session owns lifecycles: re-running a cell releases the previous
 program of the same NAME before the new one attaches, and everything is
 detached when the extension unloads or the interpreter exits.
+
+Besides programs it owns the lab's world: resources such as the lab network
+or a lab cgroup (anything with ``close()``), kept by kind, closed after the
+programs that may use them, on ``release_all`` and at exit.
 """
 from __future__ import annotations
 
@@ -13,6 +17,30 @@ from collections.abc import Callable
 class Session:
     def __init__(self) -> None:
         self._programs: dict[str, object] = {}
+        self._resources: dict[str, object] = {}
+
+    # --- resources: the lab network, lab cgroups ------------------------------------
+    def resource(self, kind: str, make: Callable[[], object]):
+        """The session's resource of ``kind``, made on first use."""
+        res = self._resources.get(kind)
+        if res is None:
+            res = self._resources[kind] = make()
+        return res
+
+    def peek(self, kind: str):
+        """The resource of ``kind`` if it exists, without making it."""
+        return self._resources.get(kind)
+
+    def close(self, kind: str) -> bool:
+        """Close one resource; programs attached to it are detached first."""
+        res = self._resources.pop(kind, None)
+        if res is None:
+            return False
+        for name, p in list(self._programs.items()):
+            if getattr(p, "uses", lambda _r: False)(res):
+                self.release(name)
+        res.close()
+        return True
 
     def __contains__(self, name: str) -> bool:
         return name in self._programs
@@ -60,9 +88,12 @@ class Session:
                 del self._programs[name]
 
     def release_all(self) -> int:
+        """Detach every program, then close every resource; returns the number of programs."""
         names = list(self._programs)
         for name in reversed(names):
             self.release(name)
+        for kind in reversed(list(self._resources)):
+            self.close(kind)
         return len(names)
 
     def frame(self):
