@@ -96,10 +96,10 @@ class Target:
     event: str | None = None
     function: str | None = None
     offset: int | None = None
-    pattern: str | None = None
     syscall: str | None = None
     binary: str | None = None
     symbol: str | None = None
+    pattern: str | None = None
     provider: str | None = None
     probe: str | None = None
     hook: str | None = None
@@ -350,6 +350,9 @@ def suggestions(name: str, n: int = 3) -> list[str]:
         if sec_def.kind != "exact":
             # "kprobex/do_sys_open": judge the prefix, not the function name.
             score = max(score, difflib.SequenceMatcher(None, head, base).ratio())
+        elif "/" not in name and "/" in base:
+            # A bare "tcx" or "netkit": offer the entries it is the prefix of.
+            score = max(score, difflib.SequenceMatcher(None, name, base.partition("/")[0]).ratio())
         tpl = _template(sec_def)
         scored[tpl] = max(score, scored.get(tpl, 0.0))
     best = sorted((tpl for tpl, s in scored.items() if s >= 0.6), key=lambda t: -scored[t])

@@ -443,6 +443,9 @@ def test_unknown_names_raise(name):
     ("tcx/ingres", "tcx/ingress"),
     ("uprobe_multi//bin/bash:read*", "uprobe.multi/<binary>:<pattern>"),
     ("netkit/primery", "netkit/primary"),
+    ("tcx", "tcx/ingress"),
+    ("netkit", "netkit/peer"),
+    ("cgroup/connect_uinx", "cgroup/connect_unix"),
 ])
 def test_suggestions(typo, expected):
     close = suggestions(typo)
