@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .families import NAMES
 from .uapi import AttachType, ProgType
 
 # The libbpf release the lab follows: SECTION_DEFS is its table.
@@ -28,16 +29,9 @@ SEED_LIBBPF = "1.1"
 # TRACE_UPROBE_MULTI when the kernel has uprobe_multi links.
 FLAGS = frozenset({"attachable", "attachable_opt", "attach_btf", "sleepable", "xdp_frags", "usdt"})
 
-# The lab's attach families: one per way of attaching, so variants that only
-# differ in flags (fentry.s, xdp.frags, raw_tp vs raw_tracepoint) share one.
-FAMILIES = (
-    "socket", "sk_reuseport", "kprobe", "kretprobe", "uprobe", "uretprobe", "kprobe_multi",
-    "uprobe_multi", "ksyscall", "kretsyscall", "usdt", "tcx", "tc", "action", "netkit",
-    "tracepoint", "raw_tracepoint", "raw_tracepoint_w", "tp_btf", "fentry", "fexit", "fmod_ret",
-    "freplace", "lsm", "lsm_cgroup", "iter", "syscall", "xdp", "perf_event", "lwt", "sockops",
-    "sk_skb", "sk_msg", "lirc_mode2", "flow_dissector", "cgroup", "struct_ops", "sk_lookup",
-    "netfilter",
-)
+# The lab's attach families (one per way of attaching, so variants that only differ in flags,
+# fentry.s or xdp.frags, share one) are the rows of the family registry.
+FAMILIES = NAMES
 
 
 def _vtuple(version: str) -> tuple[int, ...]:
