@@ -175,6 +175,18 @@ char LICENSE[] SEC("license") = "GPL";
     assert h2.globals["calls"] >= c2.n
 
 
+def test_bcc_and_core_probe_the_same_function_together(ip, child):
+    # BCC 0.26 used to register its uprobe with a stray USDT semaphore offset; the kernel then
+    # refused any other uprobe on malloc with EINVAL while the BCC one was attached.
+    require("uprobe")
+    c = child(17)
+    bcc_h = ip.run_cell_magic("bpf", f"uprobe/c:malloc --pid {c.proc.pid} -n mb", BCC_CELL)
+    core_h = ip.run_cell_magic("bpf", f"--pid {c.proc.pid} -n mc", CORE_CELL.replace("LIB", "libc.so.6"))
+    c.run()
+    assert _bcc_calls(bcc_h) == c.n
+    assert core_h.globals["calls"] == c.n
+
+
 # --- missing things --------------------------------------------------------------------------
 
 def _gone_pid() -> int:
@@ -249,3 +261,38 @@ def test_nothing_stays_loaded_after_the_errors(ip, live):
             with pytest.raises(BPFLabError):
                 _run(ip, engine, lib, symbol="no_such_function_here")
     assert "m" not in live and len(live) == 0
+
+
+def test_core_usdt_by_program_name_with_pid(ip, target_binary, monkeypatch):
+    # A program named without '/' is looked up on PATH, as libbpf does; --pid keeps the other run out.
+    require("usdt")
+    monkeypatch.setenv("PATH", os.path.dirname(target_binary) + os.pathsep + os.environ["PATH"])
+    cell_text = """
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/usdt.bpf.h>
+u64 ticks = 0, total = 0;
+SEC("usdt/lab_target:lab:tick")
+int BPF_USDT(on_tick, int i, int sum) { ticks++; total += i; return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+    mine = subprocess.Popen([target_binary, "8", "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    other = subprocess.Popen([target_binary, "5", "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        # usdt.bpf.h includes <linux/errno.h>, whose asm/ header lives in the multiarch directory.
+        h = ip.run_cell_magic("bpf", f"--pid {mine.pid} -n u --cflags=-I/usr/include/{_multiarch()}", cell_text)
+        for p in (other, mine):
+            p.communicate(b"\n", timeout=60)
+        assert h.globals["ticks"] == 8 and h.globals["total"] == 36
+        assert h.attachments[0].kind == "usdt"
+    finally:
+        for p in (mine, other):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def _multiarch() -> str:
+    import sysconfig
+
+    return sysconfig.get_config_var("MULTIARCH")
