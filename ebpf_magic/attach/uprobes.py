@@ -14,7 +14,7 @@ import errno
 
 from .. import libbpf
 from ..errors import AttachError
-from .base import Attachment, Request, bcc_call, need
+from .base import Attachment, Request, bcc_call
 from .targets import require_process, require_symbol, resolve_binary
 
 
@@ -58,7 +58,6 @@ def _symbol_hint(binary: str, symbol: str | None) -> str:
 
 def uprobe(req: Request) -> list[Attachment]:
     t = req.section.target
-    need(req, t.binary, "the binary and symbol", "uprobe/libc.so.6:malloc")
     pid = req.options.pid
     require_process(pid)
     binary = _binary(req.section, "uprobe/libc.so.6:malloc")
