@@ -65,6 +65,19 @@ class OpenOpts(ct.Structure):
     ]
 
 
+class UprobeOpts(ct.Structure):
+    """struct bpf_uprobe_opts (libbpf 1.2+): sz, ref_ctr_offset, bpf_cookie, retprobe, func_name, attach_mode."""
+
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("ref_ctr_offset", ct.c_size_t),
+        ("bpf_cookie", ct.c_uint64),
+        ("retprobe", ct.c_bool),
+        ("func_name", ct.c_char_p),
+        ("attach_mode", ct.c_int),
+    ]
+
+
 class BtfType(ct.Structure):
     """struct btf_type: name offset, info (vlen | kind << 24 | kind_flag << 31), size or type."""
 
@@ -108,6 +121,8 @@ _SIGNATURES = {
     "bpf_program__attach": (_P, [_P]),
     "bpf_program__attach_perf_event": (_P, [_P, ct.c_int]),
     "bpf_program__attach_iter": (_P, [_P, _P]),
+    "bpf_program__attach_uprobe_opts": (_P, [_P, ct.c_int, ct.c_char_p, ct.c_size_t, ct.POINTER(UprobeOpts)]),
+    "bpf_program__attach_usdt": (_P, [_P, ct.c_int, ct.c_char_p, ct.c_char_p, ct.c_char_p, ct.c_void_p]),
     "bpf_link__destroy": (ct.c_int, [_P]),
     "bpf_link__fd": (ct.c_int, [_P]),
     "bpf_map__name": (ct.c_char_p, [_P]),

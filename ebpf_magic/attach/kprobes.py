@@ -1,10 +1,11 @@
 """kprobe, kretprobe, ksyscall and kretsyscall through BCC's perf-event kprobes."""
 from __future__ import annotations
 
-from ..errors import KernelRefusedError
+from ..errors import AttachError, KernelRefusedError
 from ..features import feature
 from . import libbpf_auto
 from .base import Attachment, Request, bcc_call, need
+from .targets import require_kernel_function
 
 
 def _require(req: Request) -> None:
@@ -18,6 +19,14 @@ def kprobe(req: Request) -> list[Attachment]:
     _require(req)
     t = req.section.target
     fn = need(req, t.function, "the kernel function", "kprobe/do_unlinkat")
+    try:
+        return _attach_kprobe(req, fn, t.offset or 0)
+    except AttachError:
+        require_kernel_function(fn)  # reading kallsyms takes a while: only once the kernel said no
+        raise
+
+
+def _attach_kprobe(req: Request, fn: str, off: int) -> list[Attachment]:
     if req.prog is not None:
         return libbpf_auto.attach(req, req.section.family, fn,
                                   hint=f"check that {fn} is in /proc/kallsyms and not inlined or notrace")
@@ -27,7 +36,6 @@ def kprobe(req: Request) -> list[Attachment]:
                  lambda: b.attach_kretprobe(event=fn.encode(), fn_name=name),
                  hint=f"check that {fn} is in /proc/kallsyms and not inlined or notrace")
         return [Attachment("kretprobe", fn, lambda: b.detach_kretprobe(fn.encode()))]
-    off = t.offset or 0
     bcc_call(f"attaching {req.fn} to kprobe {fn}+{off:#x}",
              lambda: b.attach_kprobe(event=fn.encode(), event_off=off, fn_name=name),
              hint=f"check that {fn} is in /proc/kallsyms and not inlined or notrace")

@@ -63,11 +63,12 @@ def raw_tracepoint(req: Request) -> list[Attachment]:
 
 
 def _suggest(word: str, choices, template: str) -> str:
+    listing = f"list them: grep {word.split(':')[-1][:6]} {TRACEFS}/available_events"
     matches = close_matches(word, choices)
     if not matches:
-        return f"list them with: grep {word.split(':')[-1][:6]} {TRACEFS}/available_events"
+        return listing
     shown = [template.format(cat=m.split(":")[0], event=m.split(":")[-1], name=m) for m in matches]
-    return "did you mean " + ", ".join(shown) + "?"
+    return "did you mean " + ", ".join(shown) + "? " + listing
 
 
 # --- BTF-typed families: the kernel needs the BTF id of the target at load time.
