@@ -124,8 +124,9 @@ BPF_ARRAY(hits, u64, 1);
 
 
 def _burn(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    """Spend ``seconds`` of this thread's CPU time: samples follow CPU time, not the wall clock."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
         pass
 
 
