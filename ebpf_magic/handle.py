@@ -28,8 +28,9 @@ class MapView:
 
     def _writable(self):
         t = self.table
-        if getattr(t, "Key", None) is None or getattr(t, "Leaf", None) is None:
-            raise MapError(f"{self.name} takes no writes from Python", hint="only key/value maps do")
+        if getattr(t, "Key", None) is None or type(t).__name__ in validate.UNWRITABLE_TABLES:
+            raise MapError(f"{self.name} is a {type(t).__name__}: the program writes it, Python only reads",
+                           hint="write key/value maps (BPF_HASH, BPF_ARRAY) from Python")
         return t
 
     def __setitem__(self, key, value) -> None:

@@ -14,6 +14,8 @@ from .errors import MapError, UsageError
 MAX_DURATION = 24 * 3600.0   # seconds; longer waits are a typo, and Ctrl-C stops a long one anyway
 MIN_EVERY = 0.05             # seconds between live redraws; faster only burns the CPU
 KINDS = ("frame", "hist")
+# BCC table classes whose entries only the kernel side writes
+UNWRITABLE_TABLES = ("RingBuf", "PerfEventArray", "StackTrace")
 
 
 def _is_int(value) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError
-from .btf import ARRAY, ENUM, ENUM64, FLOAT, INT, PTR, STRUCT, UNION, VOLATILE, Btf
+from .btf import ARRAY, ENUM, ENUM64, FLOAT, INT, PTR, STRUCT, UNION, Btf
 
 _WRITABLE = (".rodata", ".data", ".bss")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -40,13 +40,9 @@ def _settable_section(section: str) -> bool:
     return any(section == s or section.startswith(s + ".") for s in _WRITABLE)
 
 
-def _qualifiers(btf: Btf, type_id: int) -> set[int]:
-    seen = set()
-    while type_id and type_id != btf.resolve(type_id):
-        kind = btf.kind(type_id)
-        seen.add(kind)
-        type_id = btf.type(type_id).size_or_type
-    return seen
+def _volatile(btf: Btf, type_id: int) -> bool:
+    # C puts an array's qualifiers on its elements, so read them from the spelled type
+    return "volatile" in btf.type_str(type_id).replace("[", " ").split()
 
 
 def _fail(var: GlobalVar, what: str, hint: str):
@@ -60,7 +56,7 @@ def encode(btf: Btf, var: GlobalVar, text: str) -> bytes:
         kind = "a map" if var.section == ".maps" else f"an extern the kernel fills ({var.section})"
         raise _fail(var, f"{var.name} is {kind}, not a global the cell sets",
                     hint="--set writes const volatile globals and .data/.bss variables; " + _EXAMPLE)
-    if var.section.startswith(".rodata") and VOLATILE not in _qualifiers(btf, var.type_id):
+    if var.section.startswith(".rodata") and not _volatile(btf, var.type_id):
         raise _fail(var, f"{var.name} is const but not volatile ({type_str}), so clang has folded its "
                          "value into the code and a new value would change nothing",
                     hint=f"declare it const volatile: const volatile ... {var.name} = ...;")
@@ -95,12 +91,13 @@ def _integer(btf: Btf, var: GlobalVar, rid: int, text: str, size: int, type_str:
         text = text.strip("'")
         if len(text) == 1 and text.isascii():
             return bytes([ord(text)])
-    value = _parse_int(text)
-    if value is None:
-        raise _fail(var, f"{text!r} is not a whole number ({type_str})",
-                    hint=f"e.g. --set {var.name}=1234 (decimal, or 0x hex)")
     bits = 8 * size
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    value = _parse_int(text)
+    if value is None:
+        one_char = " or one character" if size == 1 else ""
+        raise _fail(var, f"{text!r} is not a whole number ({type_str})",
+                    hint=f"a value from {low} to {high} (decimal, or 0x hex){one_char}")
     if not low <= value <= high:
         raise _fail(var, f"{value} does not fit {type_str} ({'' if signed else 'un'}signed {bits}-bit)",
                     hint=f"a value from {low} to {high}")

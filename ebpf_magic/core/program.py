@@ -168,6 +168,8 @@ class CoreProgram(BaseHandle):
         validate.check_page_cnt(page_cnt)
         validate.check_event_type(event_type, "core")
         info = self[name].info
+        if info.type not in (_RINGBUF, _PERF_EVENT_ARRAY):
+            raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
         duration = self.defaults["duration"] if duration is None else duration
         max_events = self.defaults["max_events"] if max_events is None else max_events
         type_name = event_type or self.event_types.get(name)
@@ -184,10 +186,8 @@ class CoreProgram(BaseHandle):
         started = time.monotonic()
         if info.type == _RINGBUF:
             self._poll_ring(info, sink, duration)
-        elif info.type == _PERF_EVENT_ARRAY:
-            self._poll_perf(info, sink, lost, duration, page_cnt)
         else:
-            raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
+            self._poll_perf(info, sink, lost, duration, page_cnt)
         raw = sink.bytes()
         df = pd.DataFrame(self._btf.decode(raw, type_id, sink.n, "value"))
         df.attrs.update({"kernel_lost": lost[0], "dropped_by_limit": sink.dropped, "lost": lost[0] + sink.dropped,
