@@ -38,6 +38,13 @@ def make(text: str, sec: str | None = None, *, engine: str | None = None, name: 
          fn: str | None = None, options: Options | None = None, cflags=(), sets=None,
          event_type: str | None = None, quiet: bool = False) -> Cell:
     """Validate a cell and its options; raises a BPFLabError that says what to change."""
+    if isinstance(text, (bytes, bytearray)):
+        raise UsageError("the cell holds bytes, not C source", hint="pass the program's text as a str")
+    if not isinstance(text, str):
+        raise UsageError(f"the cell must be C source text, not {type(text).__name__}",
+                         hint="write a BPF program under the %%bpf line")
+    if sec is not None and (not isinstance(sec, str) or not sec.strip() or any(c.isspace() for c in sec.strip())):
+        raise UsageError(f"{sec!r} is not a SEC name", hint="one word, e.g. %%bpf tracepoint/syscalls/sys_enter_getpid")
     if not text.strip():
         raise UsageError("the cell is empty", hint="write a BPF program under the %%bpf line")
     if "\0" in text or not text.isprintable() and _binary(text):
@@ -59,17 +66,25 @@ def make(text: str, sec: str | None = None, *, engine: str | None = None, name: 
     cflags = tuple(cflags)
     sets = parse_sets(sets)
     if engine == "core":
+        if not sections:
+            raise UsageError("a CO-RE cell needs SEC(\"...\") before each program function",
+                             hint='e.g. SEC("tracepoint/syscalls/sys_enter_getpid") int f(void *ctx) {...}')
         if sec:
             raise UsageError("a CO-RE cell takes its SEC names from SEC(\"...\") in the cell",
                              hint="drop the SEC from the magic line, or use --engine bcc")
         if fn:
             raise UsageError("--fn picks the program of a BCC cell; a CO-RE cell loads all of its SEC programs",
                              hint="mark the others SEC(\"?...\") so libbpf does not load them")
+        _check_options_apply(options, [s for s in sections.values() if s.autoload])
         return Cell(text, engine, None, sections, functions, None, name, options, cflags, sets, event_type, quiet)
     if sets:
         raise UsageError("--set writes globals of a CO-RE cell; a BCC cell has none",
                          hint="use -D through --cflags, e.g. --cflags=-DTARGET_PID=1234")
+    if event_type is not None:
+        raise UsageError("--event-type names the record struct of a CO-RE cell; BCC reads it from the code",
+                         hint="for a BCC cell pass a ctypes Structure: h.events(name, event_type=Event)")
     section, fn = _bcc_section(sec, sections, fn)
+    _check_options_apply(options, [section])
     guess = fn or (functions[0] if len(functions) == 1 else None)
     return Cell(text, engine, section, sections, functions, fn, name or guess, options, cflags, sets,
                 event_type, quiet)
@@ -83,6 +98,21 @@ def probe_function(cell: Cell) -> str:
         return cell.functions[0]
     raise UsageError("a usdt cell needs to say which function is the probe",
                      hint="add --fn NAME (found: " + (", ".join(cell.functions) or "none") + ")")
+
+
+# Which families read which magic-line option (the attachers under attach/); any other cell would ignore it.
+_OPTION_FAMILIES = {"pid": ("uprobe", "uretprobe", "usdt", "perf_event"), "event": ("perf_event",),
+                    "freq": ("perf_event",), "period": ("perf_event",), "cpu": ("perf_event",)}
+
+
+def _check_options_apply(options: Options, sections) -> None:
+    """An option no program of the cell reads would be silently ignored: refuse it instead."""
+    families = {s.family for s in sections}
+    for opt, users in _OPTION_FAMILIES.items():
+        if getattr(options, opt) is not None and not families & set(users):
+            raise UsageError(f"--{opt} applies to {', '.join(users)} programs, not to "
+                             f"{', '.join(sorted(families)) or 'this cell'}",
+                             hint=f"drop --{opt}, or use a SEC it applies to (e.g. %%bpf perf_event --{opt} ...)")
 
 
 def _binary(text: str) -> bool:

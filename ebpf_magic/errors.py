@@ -7,6 +7,8 @@ mark the cell failed) that renders in a few lines through IPython's
 from __future__ import annotations
 
 _RED, _BOLD, _DIM, _RESET = "\x1b[31m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
+# Lines of ``detail`` shown under the headline: a learner reads a few, a wall of text hides the cause.
+MAX_DETAIL = 8
 
 
 class BPFLabError(Exception):
@@ -34,7 +36,10 @@ class BPFLabError(Exception):
         if self.where:
             out.append(f"  at {self.where}")
         if self.detail:
-            out.extend("  " + ln for ln in self.detail.rstrip().splitlines())
+            detail = self.detail.rstrip().splitlines()
+            if len(detail) > MAX_DETAIL:
+                detail = detail[:MAX_DETAIL - 1] + [f"... and {len(detail) - MAX_DETAIL + 1} more lines"]
+            out.extend("  " + ln for ln in detail)
         if self.hint:
             out.append(f"  try: {self.hint}")
         return out

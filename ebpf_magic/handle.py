@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 
+from . import validate
 from .errors import MapError
 
 
@@ -25,17 +26,23 @@ class MapView:
     def clear(self) -> None:
         self.table.clear()
 
-    def _key(self, key):
+    def _writable(self):
         t = self.table
-        return key if isinstance(key, t.Key) else t.Key(key)
+        if getattr(t, "Key", None) is None or type(t).__name__ in validate.UNWRITABLE_TABLES:
+            raise MapError(f"{self.name} is a {type(t).__name__}: the program writes it, Python only reads",
+                           hint="write key/value maps (BPF_HASH, BPF_ARRAY) from Python")
+        return t
 
     def __setitem__(self, key, value) -> None:
         """Write one entry from Python: ``h["watch"][pid] = 1`` (scalars, or the ctypes Key/Leaf)."""
-        t = self.table
-        t[self._key(key)] = value if isinstance(value, t.Leaf) else t.Leaf(value)
+        t = self._writable()
+        k, v = validate.to_ctype(t.Key, key, "key"), validate.to_ctype(t.Leaf, value, "value")
+        validate.map_call(self._program.name, self.name, "writing", lambda: t.__setitem__(k, v))
 
     def __delitem__(self, key) -> None:
-        del self.table[self._key(key)]
+        t = self._writable()
+        k = validate.to_ctype(t.Key, key, "key")
+        validate.map_call(self._program.name, self.name, "deleting from", lambda: t.__delitem__(k))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.table.keys())
@@ -86,12 +93,18 @@ class BaseHandle:
         """
         from .live import live
 
+        validate.check_name(name)
+        validate.check_kind(kind)
+        validate.check_every(every)
+        validate.check_duration(duration)
         return live(self, name, kind=kind, every=every, duration=duration)
 
     def trace_lines(self, duration: float = 1.0, max_lines: int = 10_000):
         """``bpf_trace_printk`` output read from trace_pipe for ``duration`` seconds."""
         from . import tracepipe
 
+        validate.check_duration(duration, allow_none=False)
+        validate.check_max_lines(max_lines)
         self._alive()
         return tracepipe.read(duration, max_lines)
 
@@ -181,6 +194,7 @@ class Program(BaseHandle):
         return {n: MapView(self, n) for n in self.map_names}
 
     def __getitem__(self, name: str) -> MapView:
+        validate.check_name(name)
         names = self.map_names
         if name not in names:
             raise self._no_map(name, names)
@@ -189,21 +203,27 @@ class Program(BaseHandle):
     def hist(self, name: str, unit: str | None = None):
         from .frames import log2_hist
 
+        validate.check_unit(unit)
         return log2_hist(self[name].table, unit=unit)
 
     def events(self, name: str, duration: float | None = None, max_events: int | None = None,
-               page_cnt: int = 64):
+               page_cnt: int = 64, event_type=None):
         """Records of a ring or perf buffer for ``duration`` s, at most ``max_events`` kept.
 
         ``page_cnt`` sizes a perf buffer per CPU; a bigger one loses less under bursts.
+        ``event_type``: a ctypes Structure for records BCC cannot decode by itself.
         """
         from .events import collect_events
 
-        self[name]
+        validate.check_map_name(self, name)
+        validate.check_duration(duration)
+        validate.check_max_events(max_events)
+        validate.check_page_cnt(page_cnt)
+        validate.check_event_type(event_type, "bcc")
         return collect_events(self._bpf(), name,
                               duration=self.defaults["duration"] if duration is None else duration,
                               max_events=self.defaults["max_events"] if max_events is None else max_events,
-                              page_cnt=page_cnt)
+                              page_cnt=page_cnt, event_type=event_type)
 
     def summary(self) -> dict:
         alive = self.module is not None and self.module.bpf is not None

@@ -80,13 +80,15 @@ class BPFMagics(Magics):
 
         from .sections import resolve
 
-        return pd.DataFrame([resolve(line.strip()).as_row()])
+        (name,) = _words("bpf_sec", line, 1, "%bpf_sec tracepoint/syscalls/sys_enter_openat")
+        return pd.DataFrame([resolve(name).as_row()])
 
     @line_magic
     def bpf_features(self, line):
         """%bpf_features: which program types this kernel runs, and why not where it does not."""
         from .features import report
 
+        _words("bpf_features", line, 0, "%bpf_features")
         df = report()
         print("  ".join(f"{k}: {v}" for k, v in df.attrs.items()))
         return df
@@ -94,6 +96,7 @@ class BPFMagics(Magics):
     @line_magic
     def bpf_list(self, line):
         """%bpf_list: the programs this lab session has loaded."""
+        _words("bpf_list", line, 0, "%bpf_list")
         return SESSION.frame()
 
     @magic_arguments()
@@ -102,17 +105,20 @@ class BPFMagics(Magics):
     @line_magic
     def bpf_detach(self, line):
         """%bpf_detach NAME | --all"""
-        from .errors import BPFLabError
+        from .errors import UsageError
 
         args = _parse(self.bpf_detach, line)
+        if args.all and args.name:
+            raise UsageError(f"give a name or --all, not both (got {args.name!r} and --all)",
+                             hint=f"%bpf_detach {args.name}, or %bpf_detach --all")
         if args.all:
             n = SESSION.release_all()
             print(f"detached {n} program(s)")
             return
         if not args.name:
-            raise BPFLabError("say which program to detach", hint="%bpf_detach NAME, or %bpf_detach --all")
+            raise UsageError("say which program to detach", hint="%bpf_detach NAME, or %bpf_detach --all")
         if not SESSION.release(args.name):
-            raise BPFLabError(f"nothing named {args.name!r} is loaded",
+            raise UsageError(f"nothing named {args.name!r} is loaded",
                               hint=f"loaded: {', '.join(SESSION.names()) or 'nothing'}")
         print(f"detached {args.name}")
 
@@ -127,6 +133,25 @@ def _parse(magic, line: str):
         return parse_argstring(magic, line)
     except (IPythonUsageError, ValueError) as exc:
         raise UsageError(str(exc).strip().splitlines()[-1], hint=f"%{magic.__name__}? lists the options") from None
+    except SystemExit:  # argparse exits after printing help or an error it cannot route through error()
+        raise UsageError(f"%{magic.__name__} {line.strip()}: not a valid line",
+                         hint=f"%{magic.__name__}? lists the options") from None
+
+
+def _words(magic: str, line: str, count: int, example: str) -> list[str]:
+    """A line magic's positional words, exactly ``count`` of them."""
+    import shlex
+
+    from .errors import UsageError
+
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"%{magic}: {exc}", hint=example) from None
+    if len(words) != count:
+        wanted = {0: "no arguments", 1: "one name"}.get(count, f"{count} arguments")
+        raise UsageError(f"%{magic} takes {wanted}, got {len(words)}: {line.strip()!r}", hint=example)
+    return words
 
 
 def register(ipython) -> None:

@@ -1,35 +1,12 @@
 """A CO-RE cell to attached programs: compile, open, set read-only globals, load, attach."""
 from __future__ import annotations
 
-import numpy as np
-
-from ..errors import BPFLabError
+from ..errors import UsageError
 from ..privileges import check_privileges
 from . import toolchain
+from .global_values import set_globals
 from .obj import CoreObject
 from .program import CoreProgram, infer_event_types
-
-
-def _set_globals(obj: CoreObject, program_btf, values: dict[str, str]) -> None:
-    """Write globals into the object's .rodata/.data images: the kernel sees them from the first run."""
-    if not values:
-        return
-    wanted = dict(values)
-    for m in obj.maps():
-        section = "." + m.name.rsplit(".", 1)[-1]
-        if section not in (".rodata", ".data", ".bss"):
-            continue
-        image = obj.initial_value(m)
-        for var, offset, type_id in program_btf.datasec(section):
-            if var not in wanted or image is None:
-                continue
-            dt = program_btf.dtype(type_id)
-            raw = wanted.pop(var)
-            value = raw.encode() if dt.kind == "S" else int(raw, 0)
-            np.frombuffer(image, dtype=dt, count=1, offset=offset)[0] = value
-    if wanted:
-        raise BPFLabError(f"no global variable {', '.join(wanted)} in the cell",
-                          hint="declare it at file scope, e.g. const volatile pid_t target_pid = 0;")
 
 
 def build(cell) -> CoreProgram:
@@ -41,7 +18,12 @@ def build(cell) -> CoreProgram:
     try:
         from .btf import Btf
 
-        _set_globals(obj, Btf(obj.btf), cell.sets)
+        btf = Btf(obj.btf)
+        set_globals(obj, btf, cell.sets)
+        if cell.event_type and btf.find(cell.event_type) is None:
+            raise UsageError(f"--event-type {cell.event_type}: no such type in the cell's BTF",
+                             hint=f"clang keeps only types the code uses: declare `struct {cell.event_type} "
+                                  f"*_{cell.event_type}_unused __attribute__((unused));` in the cell")
         obj.load()
         links = obj.attach(cell.options)
         first = next((p.name for p in obj.programs if p.autoload), "cell")

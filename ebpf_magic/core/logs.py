@@ -34,10 +34,11 @@ def _print(level: int, fmt: bytes, args) -> int:
 
 
 def install() -> None:
+    """Set the callback, again each time: loading a BCC cell replaces it (with NULL)."""
     global _installed
     if _installed is None:
         _installed = libbpf.PRINT_FN(_print)
-        libbpf.lib().libbpf_set_print(_installed)
+    libbpf.lib().libbpf_set_print(_installed)
 
 
 @contextlib.contextmanager

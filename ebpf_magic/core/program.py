@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from .. import frames, libbpf
+from .. import frames, libbpf, validate
 from ..errors import MapError
 from ..events import RecordSink
 from ..handle import BaseHandle
@@ -40,6 +40,16 @@ class CoreMapView:
 
     def __len__(self) -> int:
         return len(self.to_frame())
+
+    def __setitem__(self, key, value) -> None:
+        raise self._read_only()
+
+    def __delitem__(self, key) -> None:
+        raise self._read_only()
+
+    def _read_only(self) -> MapError:
+        return MapError(f"{self._program.name}[{self.name!r}] is read-only from Python in a CO-RE cell",
+                        hint="pass values in with --set NAME=VALUE (const volatile globals), or use a BCC cell")
 
     def __repr__(self) -> str:
         return f"<map {self.name} of {self._program.name}: use .to_frame()>"
@@ -92,6 +102,7 @@ class CoreProgram(BaseHandle):
         return {n: CoreMapView(self, self._maps[n]) for n in self.map_names}
 
     def __getitem__(self, name: str) -> CoreMapView:
+        validate.check_name(name)
         if name not in self.map_names:
             raise self._no_map(name, self.map_names, "; globals are in h.globals")
         return CoreMapView(self, self._maps[name])
@@ -132,6 +143,8 @@ class CoreProgram(BaseHandle):
 
     def hist(self, name: str, unit: str | None = None):
         """A log2 histogram from a map (slot -> count) or from a global array of counts."""
+        validate.check_name(name)
+        validate.check_unit(unit)
         if name in self._maps and name in self.map_names:
             df = self[name].to_frame()
             if not {"key", "value"} <= set(df.columns):
@@ -149,7 +162,14 @@ class CoreProgram(BaseHandle):
         """Records of a ring buffer or perf buffer map, decoded with the BTF type of the event struct."""
         import pandas as pd
 
+        validate.check_map_name(self, name, "; globals are in h.globals")
+        validate.check_duration(duration)
+        validate.check_max_events(max_events)
+        validate.check_page_cnt(page_cnt)
+        validate.check_event_type(event_type, "core")
         info = self[name].info
+        if info.type not in (_RINGBUF, _PERF_EVENT_ARRAY):
+            raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
         duration = self.defaults["duration"] if duration is None else duration
         max_events = self.defaults["max_events"] if max_events is None else max_events
         type_name = event_type or self.event_types.get(name)
@@ -166,10 +186,8 @@ class CoreProgram(BaseHandle):
         started = time.monotonic()
         if info.type == _RINGBUF:
             self._poll_ring(info, sink, duration)
-        elif info.type == _PERF_EVENT_ARRAY:
-            self._poll_perf(info, sink, lost, duration, page_cnt)
         else:
-            raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
+            self._poll_perf(info, sink, lost, duration, page_cnt)
         raw = sink.bytes()
         df = pd.DataFrame(self._btf.decode(raw, type_id, sink.n, "value"))
         df.attrs.update({"kernel_lost": lost[0], "dropped_by_limit": sink.dropped, "lost": lost[0] + sink.dropped,
