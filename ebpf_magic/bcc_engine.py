@@ -24,14 +24,37 @@ _DEBUG_PREPROCESSOR = 0x4  # BCC prints its rewritten source: maps verifier line
 _BPF_F_SLEEPABLE = 1 << 4
 
 
-def _bcc():
+def bcc_module():
     import bcc
 
     # libbcc exports these, but BCC's Python binding declares no types for them.
     bcc.lib.bpf_num_tables.restype, bcc.lib.bpf_num_tables.argtypes = ct.c_size_t, [ct.c_void_p]
     bcc.lib.bpf_table_name.restype = ct.c_char_p
     bcc.lib.bpf_table_name.argtypes = [ct.c_void_p, ct.c_size_t]
+    _declare_bcc_attach_uprobe(bcc.libbcc.lib)
     return bcc
+
+
+def _declare_bcc_attach_uprobe(lib) -> None:
+    """Give libbcc's bpf_attach_uprobe the seventh argument that BCC's Python binding leaves out.
+
+    BCC 0.26 declares it with six arguments, so ref_ctr_offset (the USDT semaphore offset)
+    is whatever a register holds. The kernel registers the uprobe with that offset, bumps a
+    "semaphore" at it in the traced process, and refuses with EINVAL ("ref_ctr_offset
+    mismatch" in dmesg) every other uprobe on the same function while it is attached: a
+    CO-RE cell after a BCC cell on libc's malloc failed so. iovisor/bcc issue 5236.
+    """
+    if getattr(lib.bpf_attach_uprobe, "lab_declared", False) or len(lib.bpf_attach_uprobe.argtypes or ()) != 6:
+        return
+    full = lib["bpf_attach_uprobe"]  # a fresh function pointer: BCC's keeps its own declaration
+    full.restype = ct.c_int
+    full.argtypes = [ct.c_int, ct.c_int, ct.c_char_p, ct.c_char_p, ct.c_ulonglong, ct.c_int, ct.c_uint32]
+
+    def bpf_attach_uprobe(progfd, attach_type, ev_name, binary_path, offset, pid, ref_ctr_offset=0):
+        return full(progfd, attach_type, ev_name, binary_path, offset, pid, ref_ctr_offset)
+
+    bpf_attach_uprobe.lab_declared = True
+    lib.bpf_attach_uprobe = bpf_attach_uprobe
 
 
 @dataclass
@@ -44,12 +67,12 @@ class Module:
     warnings: tuple[str, ...] = ()
 
     def functions(self) -> list[str]:
-        lib = _bcc().lib
+        lib = bcc_module().lib
         return [lib.bpf_function_name(self.bpf.module, i).decode()
                 for i in range(lib.bpf_num_functions(self.bpf.module))]
 
     def table_names(self) -> list[str]:
-        lib = _bcc().lib
+        lib = bcc_module().lib
         return [lib.bpf_table_name(self.bpf.module, i).decode()
                 for i in range(lib.bpf_num_tables(self.bpf.module))]
 
@@ -81,7 +104,7 @@ class Module:
 
 
 def compile_cell(src: CellSource, cflags: list[str] | None = None, usdt_contexts=()) -> Module:
-    bcc = _bcc()
+    bcc = bcc_module()
 
     class _Module(bcc.BPF):
         # BCC attaches functions named kprobe__*, tracepoint__*, ... on its own;
@@ -124,7 +147,7 @@ def load(module: Module, fn: str, section: Section, *, btf_id: int | None = None
 
 
 def _load_with_bcc(module: Module, fn: str, section: Section) -> int:
-    bcc = _bcc()
+    bcc = bcc_module()
     b, lib = module.bpf, bcc.lib
     name = fn.encode()
     attach = int(section.attach_type) if section.attach_type is not None else -1
@@ -141,7 +164,7 @@ def _load_with_bcc(module: Module, fn: str, section: Section) -> int:
 
 
 def _load_with_libbpf(module: Module, fn: str, section: Section, btf_id: int | None) -> int:
-    bcc = _bcc()
+    bcc = bcc_module()
     b, so = module.bpf, libbpf.lib()
     name = fn.encode()
     insns = b.dump_func(name)

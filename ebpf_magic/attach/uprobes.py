@@ -18,31 +18,6 @@ from .base import Attachment, Request, bcc_call
 from .targets import require_process, require_symbol, resolve_binary
 
 
-def declare_bcc_attach_uprobe() -> None:
-    """Give libbcc's bpf_attach_uprobe the seventh argument that BCC's Python binding leaves out.
-
-    BCC 0.26 declares it with six arguments, so ref_ctr_offset (the USDT semaphore offset)
-    is whatever a register holds. The kernel registers the uprobe with that offset, bumps a
-    "semaphore" at it in the traced process, and refuses with EINVAL ("ref_ctr_offset
-    mismatch" in dmesg) every other uprobe on the same function while it is attached: a
-    CO-RE cell after a BCC cell on libc's malloc failed so. iovisor/bcc issue 5236.
-    """
-    from bcc import libbcc
-
-    lib = libbcc.lib
-    if getattr(lib.bpf_attach_uprobe, "lab_declared", False) or len(lib.bpf_attach_uprobe.argtypes or ()) != 6:
-        return
-    full = lib["bpf_attach_uprobe"]  # a fresh function pointer: BCC's keeps its own declaration
-    full.restype = ct.c_int
-    full.argtypes = [ct.c_int, ct.c_int, ct.c_char_p, ct.c_char_p, ct.c_ulonglong, ct.c_int, ct.c_uint32]
-
-    def bpf_attach_uprobe(progfd, attach_type, ev_name, binary_path, offset, pid, ref_ctr_offset=0):
-        return full(progfd, attach_type, ev_name, binary_path, offset, pid, ref_ctr_offset)
-
-    bpf_attach_uprobe.lab_declared = True
-    lib.bpf_attach_uprobe = bpf_attach_uprobe
-
-
 def _binary(section, example: str) -> str:
     t = section.target
     if t.problem:
@@ -66,7 +41,6 @@ def uprobe(req: Request) -> list[Attachment]:
     if req.prog is not None:
         # The handle's table matches attachments to SEC names by the text after the prefix.
         return [_core_uprobe(req, binary, retprobe, req.section.extras)]
-    declare_bcc_attach_uprobe()
     b, name, sym = req.bpf, req.fn.encode(), (t.symbol or "").encode()
     path, bcc_pid = binary.encode(), pid if pid is not None else -1
     addr = None if t.symbol else t.offset
@@ -129,9 +103,9 @@ def _core_link(req: Request, kind: str, point: str, hint: str, binary: str, symb
 
 def usdt_context(section, fn: str, pid: int | None):
     """USDT needs BCC to generate argument readers before compiling, so this runs first."""
-    from bcc import USDT
+    from ..bcc_engine import bcc_module
 
-    declare_bcc_attach_uprobe()  # BCC attaches the probe's uprobes while compiling
+    USDT = bcc_module().USDT  # with libbcc's uprobe call declared whole: BCC attaches while compiling
     t = section.target
     example = "usdt//usr/bin/python3:python:function__entry"
     require_process(pid)

@@ -68,7 +68,11 @@ def arch_flag() -> str:
 
 
 def base_flags(include_dir: str) -> list[str]:
-    return ["-target", "bpf", "-O2", "-g", arch_flag(), "-I", include_dir, "-Wno-unknown-attributes"]
+    # -target bpf has no multiarch include directory of its own, and <bpf/usdt.bpf.h> needs
+    # <asm/errno.h> from there; after the lab's own headers, so vmlinux.h types win.
+    multiarch = f"/usr/include/{platform.machine()}-linux-gnu"
+    extra = ["-idirafter", multiarch] if os.path.isdir(multiarch) else []
+    return ["-target", "bpf", "-O2", "-g", arch_flag(), "-I", include_dir, *extra, "-Wno-unknown-attributes"]
 
 
 def _atomic_write(path: str, produce) -> None:
