@@ -1,8 +1,8 @@
-"""Events from BPF_RINGBUF_OUTPUT / BPF_PERF_OUTPUT tables as a DataFrame.
+"""Events from BCC's BPF_RINGBUF_OUTPUT / BPF_PERF_OUTPUT tables as a DataFrame.
 
-The callbacks only copy bytes into preallocated numpy chunks; decoding into
-columns happens once, in bulk, after the buffer is closed. That keeps the
-per-event Python cost to a memmove and bounds memory by ``max_events``.
+The BCC side only: finding the table, BCC's guess at the record type and
+BCC's buffer readers. The sinks, the polling policy and the frame's attrs
+are ``records``', shared with the CO-RE engine.
 """
 from __future__ import annotations
 
@@ -15,71 +15,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import frames
+from .dtypes import dtype_of, flatten
 from .errors import MapError
-
-_PERF_EVENT_ARRAY, _RINGBUF = 4, 27
-# Poll in short slices so the deadline and max_events are honoured promptly
-# and Ctrl-C is seen between slices.
-_POLL_SLICE_MS = 100
-_FIRST_CHUNK = 1024
-
-
-class RecordSink:
-    """Fixed-size records copied into growing numpy chunks, at most ``limit`` of them."""
-
-    def __init__(self, rec_size: int, limit: int):
-        self.rec = rec_size
-        self.limit = limit
-        self.n = 0
-        self.dropped = 0
-        self.short = 0
-        self.chunks: list[np.ndarray] = []
-        self._ptr = 0
-        self._room = 0
-
-    def add(self, data, size: int) -> None:
-        if self.n >= self.limit:
-            self.dropped += 1
-            return
-        if self._room == 0:
-            # geometric growth keeps allocations few without reserving limit * rec up front
-            rows = min(self.limit - self.n, max(_FIRST_CHUNK, self.n))
-            chunk = np.zeros(rows * self.rec, np.uint8)
-            self.chunks.append(chunk)
-            self._ptr, self._room = chunk.ctypes.data, rows
-        if size < self.rec:
-            self.short += 1
-        ct.memmove(self._ptr, data, min(size, self.rec))
-        self._ptr += self.rec
-        self._room -= 1
-        self.n += 1
-
-    def bytes(self) -> np.ndarray:
-        if not self.chunks:
-            return np.zeros(0, np.uint8)
-        whole = self.chunks[0] if len(self.chunks) == 1 else np.concatenate(self.chunks)
-        return whole[: self.n * self.rec]
-
-
-class _RawSink:
-    """For events whose C type BCC could not infer: each record kept as bytes."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.records: list[bytes] = []
-        self.dropped = 0
-        self.short = 0
-
-    @property
-    def n(self) -> int:
-        return len(self.records)
-
-    def add(self, data, size: int) -> None:
-        if len(self.records) >= self.limit:
-            self.dropped += 1
-            return
-        self.records.append(ct.string_at(data, size))
+from .records import SOURCES, RawSink, RecordSink, check_limits, poll_records, record_attrs
+from .uapi import MapType
 
 
 def _table(bpf, name):
@@ -134,7 +73,7 @@ def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_
 
     Records are decoded with the C struct BCC infers from the program's
     ``perf_submit()`` / ``ringbuf_output()`` call: one column per field (see
-    ``frames.flatten``; ``char[N]`` fields become ``str``). When BCC cannot
+    ``dtypes.flatten``; ``char[N]`` fields become ``str``). When BCC cannot
     infer it (a scalar record, or a struct with a nested struct member), the frame
     has one ``data`` column of raw ``bytes`` (for perf buffers including the
     kernel's alignment padding) and ``attrs["undecoded_reason"]`` says why;
@@ -168,58 +107,31 @@ def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_
     """
     from bcc import libbcc
 
-    if max_events < 1:
-        raise ValueError("max_events must be at least 1")
-    if page_cnt < 1 or page_cnt & (page_cnt - 1):
-        raise ValueError(f"page_cnt must be a power of two, got {page_cnt}")
+    check_limits(max_events, page_cnt)
     if event_type is not None and ct.sizeof(event_type) == 0:
         raise ValueError("event_type must be a non-empty ctypes Structure")
     table = _table(bpf, name)
     kind = getattr(table, "ttype", None)
-    if kind not in (_RINGBUF, _PERF_EVENT_ARRAY):
+    if kind not in SOURCES:
         raise MapError(f"'{name}' is not a ring buffer or perf buffer", where=name,
                        hint=f"use frames.map_frame(bpf['{name}']) for key/value maps")
     cls, why = (event_type, None) if event_type is not None else _event_class(table)
-    sink = RecordSink(ct.sizeof(cls), max_events) if cls is not None else _RawSink(max_events)
-    lost = [0]
-
-    def on_lost(count):
-        lost[0] += count
+    sink = RecordSink(ct.sizeof(cls), max_events) if cls is not None else RawSink(max_events)
 
     started = time.monotonic()
-    interrupted = False
-    if kind == _RINGBUF:
+    if kind == MapType.RINGBUF:
         interrupted = _poll_ringbuf(libbcc, table, sink, duration)
     else:
-        interrupted = _poll_perf(libbcc, bpf, table, sink, on_lost, duration, page_cnt)
-    elapsed = time.monotonic() - started
+        interrupted = _poll_perf(libbcc, bpf, table, sink, duration, page_cnt)
 
     if cls is not None:
-        records = np.frombuffer(sink.bytes(), dtype=frames.dtype_of(cls), count=sink.n)
-        df = pd.DataFrame(frames.flatten(records, "value"))
+        records = np.frombuffer(sink.bytes(), dtype=dtype_of(cls), count=sink.n)
+        df = pd.DataFrame(flatten(records, "value"))
     else:
         df = pd.DataFrame({"data": pd.Series(sink.records, dtype=object)})
         df.attrs["undecoded_reason"] = why
-    df.attrs.update({
-        "source": "ringbuf" if kind == _RINGBUF else "perf",
-        "kernel_lost": int(lost[0]),
-        "dropped_by_limit": int(sink.dropped),
-        "lost": int(lost[0]) + int(sink.dropped),
-        "duration": elapsed,
-        "truncated": int(sink.short),
-        "interrupted": interrupted,
-    })
+    df.attrs.update(record_attrs(sink, SOURCES[kind], started, interrupted))
     return df
-
-
-def _deadline_slices(duration: float, sink):
-    """Poll timeouts in ms until the deadline passes or the sink is full."""
-    end = time.monotonic() + max(0.0, duration)
-    while sink.n < sink.limit:
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        yield max(1, min(_POLL_SLICE_MS, int(left * 1000)))
 
 
 def _poll_ringbuf(libbcc, table, sink, duration: float) -> bool:
@@ -236,23 +148,14 @@ def _poll_ringbuf(libbcc, table, sink, duration: float) -> bool:
     if not mgr:
         raise MapError(f"could not open ring buffer '{table._name.decode()}'",
                        hint="is another reader holding it? run bpf.cleanup() and reload")
-    interrupted = False
     try:
-        try:
-            for timeout in _deadline_slices(duration, sink):
-                lib.bpf_poll_ringbuf(mgr, timeout)
-        except KeyboardInterrupt:
-            interrupted = True
-        # What is already committed counts, if only as dropped_by_limit; a full
-        # sink skips it, since a fast producer can keep a drain busy for long.
-        if sink.n < sink.limit:
-            lib.bpf_consume_ringbuf(mgr)
+        return poll_records(sink, duration, lambda timeout: lib.bpf_poll_ringbuf(mgr, timeout),
+                            lambda: lib.bpf_consume_ringbuf(mgr))
     finally:
         lib.bpf_free_ringbuf(mgr)
-    return interrupted
 
 
-def _poll_perf(libbcc, bpf, table, sink, on_lost, duration: float, page_cnt: int) -> bool:
+def _poll_perf(libbcc, bpf, table, sink, duration: float, page_cnt: int) -> bool:
     lib = libbcc.lib
     if table._open_key_fds:
         raise MapError(f"perf buffer '{table._name.decode()}' is already open",
@@ -261,23 +164,16 @@ def _poll_perf(libbcc, bpf, table, sink, on_lost, duration: float, page_cnt: int
     def on_record(_cpu, data, size):
         sink.add(data, size)
 
-    interrupted = False
     try:
-        table.open_perf_buffer(on_record, page_cnt=page_cnt, lost_cb=on_lost)
+        table.open_perf_buffer(on_record, page_cnt=page_cnt, lost_cb=sink.lost)
         # Poll only our readers: BPF.perf_buffer_poll() would also fire other
         # tables' callbacks.
         mine = [bpf.perf_buffers[(id(table), cpu)] for cpu in table._open_key_fds]
         readers = (ct.c_void_p * len(mine))(*mine)
-        try:
-            for timeout in _deadline_slices(duration, sink):
-                lib.perf_reader_poll(len(mine), readers, timeout)
-        except KeyboardInterrupt:
-            interrupted = True
-        if sink.n < sink.limit:
-            lib.perf_reader_consume(len(mine), readers)
+        return poll_records(sink, duration, lambda timeout: lib.perf_reader_poll(len(mine), readers, timeout),
+                            lambda: lib.perf_reader_consume(len(mine), readers))
     finally:
         # Deleting a CPU's entry frees its perf reader and clears the map slot,
         # so the program's later submits go nowhere and a new call can reopen.
         for cpu in list(table._open_key_fds):
             del table[cpu]
-    return interrupted

@@ -1,8 +1,9 @@
 """Numbers from the kernel's BPF uapi (``include/uapi/linux/bpf.h``).
 
-Only the two enums the lab needs to talk about programs: program types and
-attach types. Members drop the ``BPF_PROG_TYPE_`` / ``BPF_`` prefixes, so
-``ProgType.KPROBE`` is ``BPF_PROG_TYPE_KPROBE``.
+The three enums the lab needs to talk about programs and maps: program
+types, attach types and map types. Members drop the ``BPF_PROG_TYPE_`` /
+``BPF_`` / ``BPF_MAP_TYPE_`` prefixes, so ``ProgType.KPROBE`` is
+``BPF_PROG_TYPE_KPROBE`` and ``MapType.RINGBUF`` is ``BPF_MAP_TYPE_RINGBUF``.
 
 The values are the kernel's ABI and never change once released; new kernels
 only append. This file is complete up to Linux 6.18 (checked against the
@@ -117,3 +118,55 @@ class AttachType(IntEnum):
     NETKIT_PEER = 55
     TRACE_KPROBE_SESSION = 56
     TRACE_UPROBE_SESSION = 57    # Linux 6.14; last one in 6.18
+
+
+class MapType(IntEnum):
+    """enum bpf_map_type.
+
+    ``MapType(n).name.lower()`` is the name bpftool prints ("percpu_hash").
+    """
+
+    UNSPEC = 0
+    HASH = 1
+    ARRAY = 2
+    PROG_ARRAY = 3
+    PERF_EVENT_ARRAY = 4
+    PERCPU_HASH = 5
+    PERCPU_ARRAY = 6
+    STACK_TRACE = 7
+    CGROUP_ARRAY = 8
+    LRU_HASH = 9
+    LRU_PERCPU_HASH = 10
+    LPM_TRIE = 11
+    ARRAY_OF_MAPS = 12
+    HASH_OF_MAPS = 13
+    DEVMAP = 14
+    SOCKMAP = 15
+    CPUMAP = 16
+    XSKMAP = 17
+    SOCKHASH = 18
+    CGROUP_STORAGE = 19
+    CGROUP_STORAGE_DEPRECATED = 19           # the kernel's alias since CGRP_STORAGE (6.2)
+    REUSEPORT_SOCKARRAY = 20
+    PERCPU_CGROUP_STORAGE = 21
+    PERCPU_CGROUP_STORAGE_DEPRECATED = 21
+    QUEUE = 22
+    STACK = 23
+    SK_STORAGE = 24
+    DEVMAP_HASH = 25
+    STRUCT_OPS = 26
+    RINGBUF = 27
+    INODE_STORAGE = 28
+    TASK_STORAGE = 29
+    BLOOM_FILTER = 30
+    USER_RINGBUF = 31
+    CGRP_STORAGE = 32    # Linux 6.2
+    ARENA = 33           # Linux 6.9; newest map type as of 6.18
+
+    @classmethod
+    def label(cls, value: int) -> str:
+        """The lower-case name of a map type number, or the number itself for one newer than this table."""
+        try:
+            return cls(value).name.lower()
+        except ValueError:
+            return str(value)

@@ -7,13 +7,16 @@ import time
 
 import numpy as np
 
-from .. import frames, libbpf, validate
+from .. import libbpf, validate
 from ..errors import MapError
-from ..events import RecordSink
+from ..frames import raw_frame
 from ..handle import BaseHandle
+from ..hist import log2_hist_from_arrays
+from ..maps import read_map_fd
+from ..records import SOURCES, RecordSink, check_limits, poll_records, record_attrs
+from ..uapi import MapType
 from .btf import Btf, globals_frame
 
-_RINGBUF, _PERF_EVENT_ARRAY = 27, 4
 _INTERNAL = (".bss", ".data", ".rodata", ".kconfig")
 
 # How a program names the record type of an output map (see infer_event_types).
@@ -114,16 +117,8 @@ class CoreProgram(BaseHandle):
         self._alive()
         kdt = self._dtype(info.key_type_id, info.key_size)
         vdt = self._dtype(info.value_type_id, info.value_size)
-        df = frames.raw_frame(frames.read_map_fd(info.fd, kdt, vdt, info.name))
-        for type_id, prefix in ((info.key_type_id, "key"), (info.value_type_id, "value")):
-            if type_id:
-                self._name_enums(df, type_id, prefix)
-        return df
-
-    def _name_enums(self, df, type_id: int, prefix: str) -> None:
-        for path, names in self._btf.enum_names(type_id, prefix).items():
-            if path in df.columns:
-                df[path] = [names.get(int(v), int(v)) for v in df[path]]
+        df = raw_frame(read_map_fd(info.fd, kdt, vdt, info.name))
+        return self._btf.name_enums(df, info.key_type_id, info.value_type_id)
 
     # --- readers --------------------------------------------------------------------
     @property
@@ -150,16 +145,20 @@ class CoreProgram(BaseHandle):
             if not {"key", "value"} <= set(df.columns):
                 raise MapError(f"{name} is not keyed by slot with a count value",
                                hint="BPF_MAP_TYPE_HASH/ARRAY with __type(key, u32) slot, __type(value, u64) count")
-            return frames.log2_hist_from_arrays(df["key"], df["value"], unit=unit)
+            return log2_hist_from_arrays(df["key"], df["value"], unit=unit)
         counts = self.globals.get(name)
         if counts is None:
             raise MapError(f"{self.name} has no map or global {name!r}", hint="maps: " + ", ".join(self.map_names))
         counts = np.asarray(counts).reshape(-1)
-        return frames.log2_hist_from_arrays(np.arange(len(counts)), counts, unit=unit)
+        return log2_hist_from_arrays(np.arange(len(counts)), counts, unit=unit)
 
     def events(self, name: str, duration: float | None = None, max_events: int | None = None,
                page_cnt: int = 64, event_type: str | None = None):
-        """Records of a ring buffer or perf buffer map, decoded with the BTF type of the event struct."""
+        """Records of a ring buffer or perf buffer map, decoded with the BTF type of the event struct.
+
+        Polling and ``attrs`` are those of the BCC engine's ``collect_events``
+        (see ``records``), plus ``attrs["event_type"]``.
+        """
         import pandas as pd
 
         validate.check_map_name(self, name, "; globals are in h.globals")
@@ -168,10 +167,11 @@ class CoreProgram(BaseHandle):
         validate.check_page_cnt(page_cnt)
         validate.check_event_type(event_type, "core")
         info = self[name].info
-        if info.type not in (_RINGBUF, _PERF_EVENT_ARRAY):
-            raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
         duration = self.defaults["duration"] if duration is None else duration
         max_events = self.defaults["max_events"] if max_events is None else max_events
+        check_limits(max_events, page_cnt)
+        if info.type not in SOURCES:
+            raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
         type_name = event_type or self.event_types.get(name)
         if not type_name:
             raise MapError(f"which struct does {name} carry?", hint="give it: --event-type NAME on the magic line, "
@@ -181,48 +181,39 @@ class CoreProgram(BaseHandle):
             raise MapError(f"no type {type_name!r} in the object's BTF",
                            hint=f"clang only keeps types that globals, maps or function signatures use: add "
                                 f"`struct {type_name} *_{type_name}_btf __attribute__((unused));` to the cell")
-        size = self._btf.size(type_id)
-        sink, lost = RecordSink(size, max_events), [0]
+        sink = RecordSink(self._btf.size(type_id), max_events)
         started = time.monotonic()
-        if info.type == _RINGBUF:
-            self._poll_ring(info, sink, duration)
+        if info.type == MapType.RINGBUF:
+            interrupted = self._poll_ring(info, sink, duration)
         else:
-            self._poll_perf(info, sink, lost, duration, page_cnt)
-        raw = sink.bytes()
-        df = pd.DataFrame(self._btf.decode(raw, type_id, sink.n, "value"))
-        df.attrs.update({"kernel_lost": lost[0], "dropped_by_limit": sink.dropped, "lost": lost[0] + sink.dropped,
-                         "duration": time.monotonic() - started, "event_type": type_name})
+            interrupted = self._poll_perf(info, sink, duration, page_cnt)
+        df = pd.DataFrame(self._btf.decode(sink.bytes(), type_id, sink.n, "value"))
+        df.attrs.update(record_attrs(sink, SOURCES[info.type], started, interrupted))
+        df.attrs["event_type"] = type_name
         return df
 
     @staticmethod
-    def _slices(duration: float, sink):
-        end = time.monotonic() + max(0.0, duration)
-        while sink.n < sink.limit and (left := end - time.monotonic()) > 0:
-            yield max(1, min(100, int(left * 1000)))
-
-    def _drain(self, kind: str, buf, info, sink, duration: float) -> None:
-        """Poll a libbpf ring_buffer/perf_buffer until the deadline or the sink is full, then free it."""
+    def _poll(kind: str, buf, info, sink, duration: float) -> bool:
+        """Poll a libbpf ring_buffer/perf_buffer under the shared policy, then free it."""
         so = libbpf.lib()
         if not buf:
             raise MapError(f"could not open {kind} buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
         prefix = "ring_buffer__" if kind == "ring" else "perf_buffer__"
+        poll, consume = getattr(so, prefix + "poll"), getattr(so, prefix + "consume")
         try:
-            for timeout in self._slices(duration, sink):
-                getattr(so, prefix + "poll")(buf, timeout)
-            if sink.n < sink.limit:  # a full sink would only count the rest as dropped
-                getattr(so, prefix + "consume")(buf)
+            return poll_records(sink, duration, lambda timeout: poll(buf, timeout), lambda: consume(buf))
         finally:
             getattr(so, prefix + "free")(buf)
 
-    def _poll_ring(self, info, sink, duration: float) -> None:
+    def _poll_ring(self, info, sink, duration: float) -> bool:
         cb = libbpf.RINGBUF_SAMPLE_FN(lambda _ctx, data, size: sink.add(data, size) or 0)
-        self._drain("ring", libbpf.lib().ring_buffer__new(info.fd, cb, None, None), info, sink, duration)
+        return self._poll("ring", libbpf.lib().ring_buffer__new(info.fd, cb, None, None), info, sink, duration)
 
-    def _poll_perf(self, info, sink, lost, duration: float, page_cnt: int) -> None:
+    def _poll_perf(self, info, sink, duration: float, page_cnt: int) -> bool:
         on_sample = libbpf.PERFBUF_SAMPLE_FN(lambda _ctx, _cpu, data, size: sink.add(data, size))
-        on_lost = libbpf.PERFBUF_LOST_FN(lambda _ctx, _cpu, n: lost.__setitem__(0, lost[0] + n))
+        on_lost = libbpf.PERFBUF_LOST_FN(lambda _ctx, _cpu, n: sink.lost(n))
         pb = libbpf.lib().perf_buffer__new(info.fd, page_cnt, on_sample, on_lost, None, None)
-        self._drain("perf", pb, info, sink, duration)
+        return self._poll("perf", pb, info, sink, duration)
 
     def summary(self) -> dict:
         alive = self.obj is not None and bool(self.obj.ptr)

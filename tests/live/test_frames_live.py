@@ -1,12 +1,14 @@
 """map_frame / log2_hist / collect_events on real BCC programs and real syscalls (root + BPF)."""
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import json
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 
@@ -34,6 +36,9 @@ pytestmark = [
 ]
 
 N = 500
+# Bounds a wait for a condition, so a broken run fails instead of hanging; a
+# working one never gets near it, however busy the machine.
+PATIENCE = 60.0
 
 
 # --------------------------------------------------------------------------- loading and unloading
@@ -87,7 +92,7 @@ def load():
     for b, ids in loaded:
         b.cleanup()
         ours |= ids
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + PATIENCE
     while (left := ours & _loaded_prog_ids()) and time.monotonic() < deadline:
         time.sleep(0.05)  # program freeing can trail the last close by an RCU grace period
     after = _loaded_prog_ids()
@@ -334,29 +339,69 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getpid) {
 
 
 class Producer(threading.Thread):
-    """Calls getpid() in its own thread, marked as the program's target, count times or until stopped."""
+    """Calls getpid() ``count`` times in its own thread, marked as the program's target.
 
-    def __init__(self, bpf, count: int | None, delay: float = 0.0):
+    ``after`` gates the first call until it returns True (a perf buffer exists
+    only while open, so earlier records would go nowhere). With
+    ``hold_gil`` the calls keep the GIL (os.getpid() does not release it), so
+    a poller woken by the first record cannot run its Python callback before
+    the last record is in the buffer; see ``gil_until_done``.
+    """
+
+    def __init__(self, bpf, count: int, after=None, hold_gil: bool = False, cpu: int | None = None):
         super().__init__(daemon=True)
-        self.bpf, self.count, self.delay = bpf, count, delay
-        self.stop = threading.Event()
+        self.bpf, self.count, self.after, self.hold_gil, self.cpu = bpf, count, after, hold_gil, cpu
         self.tid = None
         self.comm = None
-        self.ready = threading.Event()
+        self.gate_timed_out = False
 
     def run(self):
         self.tid = threading.get_native_id()
         self.comm = _comm(self.tid)
+        if self.cpu is not None:
+            os.sched_setaffinity(0, {self.cpu})  # this thread only: its records share one per-CPU buffer
         self.bpf["target"][ct.c_int(0)] = ct.c_uint32(self.tid)
-        self.ready.set()
-        time.sleep(self.delay)
-        # getpid through ctypes drops the GIL on every call; os.getpid() would keep
-        # it, and each event callback in the main thread would wait a switch interval.
+        if self.after is not None and not _wait_for(self.after):
+            self.gate_timed_out = True
+            return
+        if self.hold_gil:
+            for _ in range(self.count):
+                os.getpid()
+            return
+        # getpid through ctypes drops the GIL on every call: each event callback in the
+        # main thread then runs at once instead of waiting for a switch interval.
         getpid = ct.CDLL(None, use_errno=True).getpid
-        i = 0
-        while not self.stop.is_set() and (self.count is None or i < self.count):
+        for _ in range(self.count):
             getpid()
-            i += 1
+
+
+def _wait_for(condition, patience: float = PATIENCE) -> bool:
+    deadline = time.monotonic() + patience
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def _perf_open(b, name: str):
+    """A condition: every online CPU's slot of perf map ``name`` has our reader in it."""
+    from bcc.utils import get_online_cpus
+
+    table, ncpu = b[name], len(get_online_cpus())
+    # BCC fills the map slot before it records the CPU as open
+    return lambda: len(table._open_key_fds) == ncpu
+
+
+@contextlib.contextmanager
+def gil_until_done():
+    """A thread that never blocks keeps the GIL until it ends (not just for the default 5 ms)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(PATIENCE)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def _check_events(df, producer, n):
@@ -374,15 +419,17 @@ def test_ring_buffer_events(load):
     from ebpf_magic.events import collect_events
 
     b = load(EVENTS_PROG)
-    prod = Producer(b, N, delay=0.2)
+    prod = Producer(b, N)
     prod.start()
-    df = collect_events(b, "ring", duration=1.0)
+    # max_events=N returns once all N are in; the duration only bounds a failure
+    df = collect_events(b, "ring", duration=PATIENCE, max_events=N)
     prod.join()
     _check_events(df, prod, N)
     assert df["seq"].tolist() == list(range(N))  # one ring for all CPUs: submission order
-    assert df.attrs["source"] == "ringbuf"
-    # closed again: a second call reopens it and sees only what came since
-    again = collect_events(b, "ring", duration=0.05)
+    assert df.attrs["source"] == "ringbuf" and df.attrs["duration"] < PATIENCE
+    assert df.attrs["truncated"] == 0 and df.attrs["interrupted"] is False
+    # closed again: a second call reopens it and sees only what came since (nothing)
+    again = collect_events(b, "ring", duration=0)
     assert len(again) == 0
 
 
@@ -391,11 +438,12 @@ def test_perf_buffer_events(load):
 
     b = load(EVENTS_PROG)
     for attempt in range(2):  # the second round proves the buffer was closed and can reopen
-        prod = Producer(b, N, delay=0.3)
+        prod = Producer(b, N, after=_perf_open(b, "perf"))
         prod.start()
-        df = collect_events(b, "perf", duration=1.5)
+        df = collect_events(b, "perf", duration=PATIENCE, max_events=N)
         prod.join()
-        assert df.attrs["source"] == "perf"
+        assert not prod.gate_timed_out, "the perf buffer never opened"
+        assert df.attrs["source"] == "perf" and df.attrs["duration"] < PATIENCE
         df["seq"] -= attempt * N
         _check_events(df, prod, N)
         assert not b.perf_buffers, "perf readers left open"
@@ -409,28 +457,33 @@ def test_ring_buffer_max_events_bound(load):
     prod = Producer(b, 2000)
     prod.start()
     prod.join()
-    df = collect_events(b, "ring", duration=1.0, max_events=100)
+    df = collect_events(b, "ring", duration=PATIENCE, max_events=100)
     assert len(df) == 100
     assert df["seq"].tolist() == list(range(100))
     assert df.attrs["dropped_by_limit"] == 1900
     assert df.attrs["lost"] == 1900 and df.attrs["kernel_lost"] == 0
-    assert df.attrs["duration"] < 0.5  # stopped at the limit, did not wait out the duration
+    assert df.attrs["duration"] < PATIENCE  # stopped at the limit, did not wait out the duration
 
 
 def test_perf_buffer_max_events_bound(load):
+    """Records past max_events that are already in the buffer are read and counted, not kept.
+
+    All 1000 records are in the (one CPU's) buffer before the first callback
+    runs, so the poll that fills the sink reads the other 900 too.
+    """
     from ebpf_magic.events import collect_events
 
     b = load(EVENTS_PROG)
-    prod = Producer(b, None, delay=0.1)
-    prod.start()
-    try:
-        df = collect_events(b, "perf", duration=5.0, max_events=100)
-    finally:
-        prod.stop.set()
+    prod = Producer(b, 1000, after=_perf_open(b, "perf"), hold_gil=True, cpu=min(os.sched_getaffinity(0)))
+    with gil_until_done():
+        prod.start()
+        df = collect_events(b, "perf", duration=PATIENCE, max_events=100)
         prod.join()
+    assert not prod.gate_timed_out, "the perf buffer never opened"
     assert len(df) == 100
-    assert df.attrs["dropped_by_limit"] > 0
-    assert df.attrs["lost"] == df.attrs["kernel_lost"] + df.attrs["dropped_by_limit"]
+    assert df["seq"].tolist() == list(range(100))  # one CPU's buffer: in order
+    assert df.attrs["dropped_by_limit"] == 900 and df.attrs["kernel_lost"] == 0
+    assert df.attrs["lost"] == 900
     assert (df["tid"] == prod.tid).all()
     assert not b.perf_buffers
 

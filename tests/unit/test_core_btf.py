@@ -441,3 +441,19 @@ def test_vmlinux_structs_have_exact_layouts():
         assert checked > 1000
         task = btf.dtype(btf.find("task_struct", "struct"))
         assert task["pid"] == np.dtype(np.int32) and task["comm"] == np.dtype("S16")
+
+
+@pytest.mark.skipif(not os.access("/sys/kernel/btf/vmlinux", os.R_OK), reason="no readable kernel BTF")
+def test_map_type_enum_matches_the_running_kernel():
+    """uapi.MapType has every map type of this kernel's enum bpf_map_type, by name and number."""
+    from ebpf_magic.uapi import MapType
+
+    with Btf.vmlinux() as btf:
+        kernel = {name.removeprefix("BPF_MAP_TYPE_"): value
+                  for value, name in btf.enumerators(btf.find("bpf_map_type", "enum")).items()}
+    kernel = {k: v for k, v in kernel.items() if not k.startswith("__")}  # __MAX_BPF_MAP_TYPE
+    assert kernel, "the kernel's BTF has no enum bpf_map_type"
+    for name, value in kernel.items():
+        assert MapType[name] == value, name
+    assert max(MapType) >= max(kernel.values())
+    assert MapType.label(MapType.PERCPU_HASH) == "percpu_hash" and MapType.label(999) == "999"

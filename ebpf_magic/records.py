@@ -1,0 +1,152 @@
+"""Records from ring and perf buffers: where they land, how long to poll, what the frame says.
+
+Engine-neutral. Each engine opens the buffer its own way (BCC's reader or
+libbpf's ``ring_buffer``/``perf_buffer``) and hands ``poll_records`` two
+callables; the policy is the same for both:
+
+* poll in short slices, so the deadline and ``max_events`` are honoured
+  promptly and Ctrl-C is seen between slices (``attrs["interrupted"]``);
+* stop as soon as the sink holds ``max_events`` records;
+* then drain what is already committed once, unless the sink is full (a fast
+  producer could otherwise keep the drain busy for long).
+
+The callbacks only copy bytes into preallocated numpy chunks; decoding into
+columns happens once, in bulk, after the buffer is closed. That keeps the
+per-event Python cost to a memmove and bounds memory by ``max_events``.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import numbers
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .uapi import MapType
+
+POLL_SLICE_MS = 100
+_FIRST_CHUNK = 1024
+
+# The ``source`` attr of each map type that carries records.
+SOURCES = {MapType.RINGBUF: "ringbuf", MapType.PERF_EVENT_ARRAY: "perf"}
+
+
+def check_limits(max_events: int, page_cnt: int) -> None:
+    """Reject limits the buffers cannot honour, before anything is opened."""
+    if not _whole(max_events) or max_events < 1:
+        raise ValueError(f"max_events must be a whole number of at least 1, got {max_events!r}")
+    if not _whole(page_cnt) or page_cnt < 1 or page_cnt & (page_cnt - 1):
+        raise ValueError(f"page_cnt must be a power of two, got {page_cnt!r}")
+
+
+def _whole(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+class RecordSink:
+    """Fixed-size records copied into growing numpy chunks, at most ``limit`` of them.
+
+    Also counts what did not make it: ``dropped`` (arrived after the limit),
+    ``short`` (shorter than a record, zero-filled) and ``kernel_lost`` (what
+    the kernel reported lost because a perf buffer was full).
+    """
+
+    def __init__(self, rec_size: int, limit: int):
+        self.rec = rec_size
+        self.limit = limit
+        self.n = 0
+        self.dropped = 0
+        self.short = 0
+        self.kernel_lost = 0
+        self.chunks: list[np.ndarray] = []
+        self._ptr = 0
+        self._room = 0
+
+    def add(self, data, size: int) -> None:
+        if self.n >= self.limit:
+            self.dropped += 1
+            return
+        if self._room == 0:
+            # geometric growth keeps allocations few without reserving limit * rec up front
+            rows = min(self.limit - self.n, max(_FIRST_CHUNK, self.n))
+            chunk = np.zeros(rows * self.rec, np.uint8)
+            self.chunks.append(chunk)
+            self._ptr, self._room = chunk.ctypes.data, rows
+        if size < self.rec:
+            self.short += 1
+        ct.memmove(self._ptr, data, min(size, self.rec))
+        self._ptr += self.rec
+        self._room -= 1
+        self.n += 1
+
+    def lost(self, count: int) -> None:
+        self.kernel_lost += int(count)
+
+    def bytes(self) -> np.ndarray:
+        if not self.chunks:
+            return np.zeros(0, np.uint8)
+        whole = self.chunks[0] if len(self.chunks) == 1 else np.concatenate(self.chunks)
+        return whole[: self.n * self.rec]
+
+
+class RawSink(RecordSink):
+    """For records of unknown type: each one kept as ``bytes`` of its own length."""
+
+    def __init__(self, limit: int):
+        super().__init__(0, limit)
+        self.records: list[bytes] = []
+
+    def add(self, data, size: int) -> None:
+        if self.n >= self.limit:
+            self.dropped += 1
+            return
+        self.records.append(ct.string_at(data, size))
+        self.n += 1
+
+
+def deadline_slices(duration: float, sink: RecordSink):
+    """Poll timeouts in ms until ``duration`` seconds pass or the sink is full."""
+    end = time.monotonic() + max(0.0, duration)
+    while sink.n < sink.limit:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        yield max(1, min(POLL_SLICE_MS, int(left * 1000)))
+
+
+def poll_records(sink: RecordSink, duration: float, poll: Callable[[int], object],
+                 consume: Callable[[], object]) -> bool:
+    """Run the polling policy on an open buffer; True if Ctrl-C stopped it.
+
+    ``poll(timeout_ms)`` waits for records and hands them to ``sink``;
+    ``consume()`` hands over whatever is already committed without waiting.
+    """
+    interrupted = False
+    try:
+        for timeout in deadline_slices(duration, sink):
+            poll(timeout)
+    except KeyboardInterrupt:
+        interrupted = True
+    # What is already committed counts, if only as dropped_by_limit; a full
+    # sink would only turn it into drops.
+    if sink.n < sink.limit:
+        consume()
+    return interrupted
+
+
+def record_attrs(sink: RecordSink, source: str, started: float, interrupted: bool) -> dict:
+    """The ``attrs`` every events frame carries, whichever engine read it.
+
+    ``started`` is the ``time.monotonic()`` taken just before the buffer was
+    opened.
+    """
+    return {
+        "source": source,
+        "kernel_lost": int(sink.kernel_lost),
+        "dropped_by_limit": int(sink.dropped),
+        "lost": int(sink.kernel_lost) + int(sink.dropped),
+        "duration": time.monotonic() - started,
+        "truncated": int(sink.short),
+        "interrupted": bool(interrupted),
+    }
