@@ -52,7 +52,8 @@ def _map_info(fd: int) -> _MapInfoHead:
     return info
 
 
-def _cpu_list(path: str) -> list[int]:
+def cpu_list(path: str) -> list[int]:
+    """CPUs from a sysfs list such as "0-3,6"."""
     cpus: list[int] = []
     with open(path) as f:
         for part in f.read().strip().split(","):
@@ -64,7 +65,11 @@ def _cpu_list(path: str) -> list[int]:
 @functools.lru_cache(maxsize=1)
 def possible_cpus() -> tuple[int, ...]:
     """The CPUs the kernel sizes per-CPU map values for (possible, not just online)."""
-    return tuple(_cpu_list("/sys/devices/system/cpu/possible"))
+    return tuple(cpu_list("/sys/devices/system/cpu/possible"))
+
+
+def online_cpus() -> list[int]:
+    return cpu_list("/sys/devices/system/cpu/online")
 
 
 @dataclasses.dataclass

@@ -67,6 +67,7 @@ class Attachment:
     point: str
     _detach: Callable[[], None] | None = None
     fd: int | None = None   # the link fd, for links the lab reads from (iterators)
+    program: str | None = None  # the program function attached here (CO-RE objects hold several)
 
     def detach(self) -> None:
         fn, self._detach = self._detach, None

@@ -104,15 +104,10 @@ def event_of(name: str) -> tuple[int, int]:
     raise AttachError(f"unknown perf event {name!r}", hint="one of: " + ", ".join(EVENTS))
 
 
-def _online_cpus() -> list[int]:
-    from ..frames import _cpu_list
-
-    return _cpu_list("/sys/devices/system/cpu/online")
-
-
 def perf_event(req: Request) -> list[Attachment]:
     """Sample on a software or hardware event, on every online CPU (or --cpu), for all or one process."""
     from ..features import feature
+    from ..maps import online_cpus
 
     o = req.options
     name = o.event or DEFAULT_EVENT
@@ -124,7 +119,7 @@ def perf_event(req: Request) -> list[Attachment]:
                                      hint="--event cpu-clock (software) samples on any kernel")
     freq = o.freq if (o.freq or o.period) else DEFAULT_FREQ
     period = o.period or 0
-    cpus = [o.cpu] if o.cpu is not None else _online_cpus()
+    cpus = [o.cpu] if o.cpu is not None else online_cpus()
     # A process-bound event follows the task on any CPU: one event, cpu -1.
     if o.pid is not None and o.cpu is None:
         cpus = [-1]

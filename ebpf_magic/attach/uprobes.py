@@ -39,8 +39,7 @@ def uprobe(req: Request) -> list[Attachment]:
     retprobe = req.section.family == "uretprobe"
     where = f"{binary}:{t.symbol or hex(t.offset or 0)}"
     if req.prog is not None:
-        # The handle's table matches attachments to SEC names by the text after the prefix.
-        return [_core_uprobe(req, binary, retprobe, req.section.extras)]
+        return [_core_uprobe(req, binary, retprobe, where)]
     b, name, sym = req.bpf, req.fn.encode(), (t.symbol or "").encode()
     path, bcc_pid = binary.encode(), pid if pid is not None else -1
     addr = None if t.symbol else t.offset
@@ -129,7 +128,8 @@ def usdt(req: Request) -> list[Attachment]:
         require_process(req.options.pid)
         binary = _binary(req.section, "usdt//usr/bin/python3:python:function__entry")
         pid = req.options.pid if req.options.pid is not None else -1
-        return [_core_link(req, "usdt", req.section.extras,
+        t = req.section.target
+        return [_core_link(req, "usdt", f"{binary}:{t.provider}:{t.probe}",
                            f"list the probes: readelf -n {binary} | grep -A2 stapsdt", binary, None,
                            lambda so: so.bpf_program__attach_usdt(req.prog, pid, binary.encode(),
                                                                   t.provider.encode(), t.probe.encode(), None))]

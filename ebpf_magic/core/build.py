@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..maps import RECORD_MAPS
 from ..privileges import check_privileges
 from . import toolchain
 from .global_values import set_globals
@@ -30,7 +31,7 @@ def build(cell) -> CoreProgram:
         events = infer_event_types(cell.text)
         if cell.event_type:
             events = {m: cell.event_type for m in [*events, *(
-                mi.name for mi in obj.maps() if mi.type in (4, 27))]}
+                mi.name for mi in obj.maps() if mi.type in RECORD_MAPS)]}
         program = CoreProgram(cell.name or first, obj, links, events)
         program.warnings = compiled.warnings
         if any(a.kind == "iter" for a in links):

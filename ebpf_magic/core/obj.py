@@ -138,7 +138,10 @@ class CoreObject:
                               f"SEC \"{p.section_name}\")",
                               hint="mark it SEC(\"?...\") to load the rest, or see %bpf_features")
         so = libbpf.lib()
-        return attach(Request(so.bpf_program__fd(p.ptr), p.name, p.section, options, prog=p.ptr))
+        done = attach(Request(so.bpf_program__fd(p.ptr), p.name, p.section, options, prog=p.ptr))
+        for a in done:
+            a.program = p.name
+        return done
 
     def close(self) -> None:
         if self.ptr:

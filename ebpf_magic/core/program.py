@@ -86,12 +86,11 @@ class CoreProgram(BaseHandle):
         import pandas as pd
 
         self._alive()
-        attached = {a.point for a in self.attachments if a.attached}
+        attached = {a.program for a in self.attachments if a.attached}
         rows = []
         for p in self.obj.programs:
             row = p.row()
-            target = p.section_name.split("/", 1)[1] if "/" in p.section_name else p.section_name
-            row["attached"] = p.autoload and (target in attached or p.section.family == "perf_event")
+            row["attached"] = p.autoload and p.name in attached
             rows.append(row)
         return pd.DataFrame(rows)
 
