@@ -1,6 +1,7 @@
 // Example 9: fmod_ret. The program runs before the function body and receives the arguments plus
-// `ret`, the return value so far (0, or what an earlier fmod_ret program returned); a non-zero return
-// skips the function and becomes its return value. Only functions marked ALLOW_ERROR_INJECTION and
+// `ret`, the return value so far. The trampoline stops at the first non-zero result (x86-64:
+// invoke_bpf_mod_ret() in arch/x86/net/bpf_jit_comp.c), so `ret` is always 0 here and needs no check;
+// a non-zero return skips the function and becomes its return value. Only functions marked ALLOW_ERROR_INJECTION and
 // the security_* LSM hooks accept it; the seed's func_to_be_attached stands for such a function, so
 // this program uses a real one:
 //   int security_file_open(struct file *file)
@@ -22,9 +23,6 @@ SEC("fmod_ret/security_file_open")
 int BPF_PROG(func_name, struct file *file, int ret)
 {
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
-
-	if (ret != 0)
-		return ret;	/* an earlier program already refused: keep its answer */
 	if (target_pid && pid != target_pid)
 		return 0;
 	if (target_ino && file->f_inode->i_ino == target_ino) {
