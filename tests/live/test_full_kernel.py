@@ -524,8 +524,7 @@ u64 denied, allowed;
 SEC("HOOK")
 int BPF_PROG(deny_one, struct file *file, int ret)
 {
-    if (ret != 0)
-        return ret;             /* an earlier program refused already: keep its answer */
+    /* no "if (ret != 0) return ret;": the trampoline stops at the first non-zero result, so ret is 0 here */
     if ((bpf_get_current_pid_tgid() >> 32) != target_pid)
         return 0;
     if (file->f_inode->i_ino == target_ino) {
@@ -542,8 +541,6 @@ BPF_ARRAY(verdicts, u64, 2);    /* [0] denied, [1] allowed */
 
 int BPF_PROG(deny_one, void *file, int ret)
 {
-    if (ret != 0)
-        return ret;
     if (bpf_get_current_pid_tgid() >> 32 != TARGET_PID)
         return 0;
     /* offsets from this kernel's BTF (-D flags): BCC's headers need not be this kernel's */
