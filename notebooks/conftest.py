@@ -383,7 +383,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 def _table_row(ch: Chapter, release: str, date: str) -> dict[str, str]:
-    import compat_table   # beside this file: pytest puts notebooks/ on sys.path for its conftest
+    import compat_table  # beside this file: pytest puts notebooks/ on sys.path for its conftest
 
     requires = ", ".join(f"{fam} ({ch.notes.get(fam, 'not checked')})" for fam in ch.requires) or "none"
     counts = {o: sum(1 for v in ch.outcomes.values() if v == o) for o in ("passed", "failed", "skipped")}

@@ -128,4 +128,6 @@ if [ -s "$run/compatibility.md" ]; then
 fi
 log "image ${build_wall} s (built or from the cache), VM ${wall} s, whole vm-test $SECONDS s" \
   | tee -a "$run/report.txt"
+# make turns any failure into its own status 2: the report's goes to EBPF_LAB_RC_FILE too (.ci/run).
+[ -z "${EBPF_LAB_RC_FILE:-}" ] || echo "$rc" > "$EBPF_LAB_RC_FILE"
 exit "$rc"
