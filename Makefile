@@ -25,6 +25,7 @@ bench: setup
 vm-test:
 	@bash vm/run-tests.sh $(VM_ARGS)
 
-# Only build (or find) the VM image.
+# Only build (or find) the VM image; .ci/run builds it while `make test` runs.
 vm-image:
+	@bash vm/host-tools.sh
 	@bash vm/build-image.sh

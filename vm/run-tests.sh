@@ -25,12 +25,7 @@ cpus=${VM_CPUS:-2}
 log() { printf '\033[1m[vm-test]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[vm-test]\033[0m %s\n' "$*" >&2; exit 2; }
 
-# The host's own tools for the VM come from its distribution, like the lab's (scripts/setup-system.sh).
-if ! command -v qemu-system-x86_64 >/dev/null || ! command -v debootstrap >/dev/null; then
-  log "installing qemu-system-x86 and debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86 debootstrap \
-    >/dev/null || die "apt-get install qemu-system-x86 debootstrap failed"
-fi
+bash "$lab/vm/host-tools.sh"
 mkdir -p "$vm/runs" "$vm/tmp" "$cache/locks"
 # One VM at a time on this machine (two TCG guests on a small host would both run out of time).
 exec 7>"$cache/run.lock"
