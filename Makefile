@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 
-.PHONY: lab test setup lint unit live notebooks bench vm-test
+.PHONY: lab test setup lint unit live notebooks bench vm-test vm-image
 
 setup:
 	@bash scripts/setup-system.sh
@@ -19,7 +19,13 @@ test: setup
 bench: setup
 	$(PY) bench/bench_lab.py
 
-# The full-kernel checks in a qemu VM (long, fetches packages; not part of .ci/run): vm/run-tests.sh.
+# The full-kernel checks in a qemu VM (.ci/run runs them after `make test`): vm/run-tests.sh.
 # VM_ARGS="tests/seed -k kprobe" replaces the default selection (-m full_kernel tests, chapters 09-12).
+# The image is cached in $EBPF_LAB_VM_CACHE (default /var/cache/ebpf-lab/vm), keyed by its inputs.
 vm-test:
 	@bash vm/run-tests.sh $(VM_ARGS)
+
+# Only build (or find) the VM image; .ci/run builds it while `make test` runs.
+vm-image:
+	@bash vm/host-tools.sh
+	@bash vm/build-image.sh

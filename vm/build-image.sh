@@ -1,31 +1,50 @@
 #!/usr/bin/env bash
-# Builds the disk image that `make vm-test` boots, or reuses the cached one:
-#   .vm/rootfs/   a Debian bookworm rootfs (debootstrap), provisioned by vm/provision.sh in a chroot;
-#                 rebuilt only when what provisioning depends on changes
-#   .vm/image/    rootfs.img (ext4), vmlinuz and initrd.img of the rootfs's stock Debian kernel,
-#                 cmdline (its lsm=), remade from .vm/rootfs when that or the boot stub changes
-#   .vm/cache/    downloaded .debs and pip wheels, kept so that a rebuild downloads little
+# Builds the disk image that `make vm-test` boots, or finds it in the cache. The cache lives outside
+# the checkout, so that fresh clones (CI) and other worktrees reuse it:
+#   $EBPF_LAB_VM_CACHE (default /var/cache/ebpf-lab/vm)
+#     rootfs/<key>/  a Debian bookworm rootfs (debootstrap), provisioned by vm/provision.sh in a
+#                    chroot; <key> hashes what provisioning depends on (provision.sh, the lab's
+#                    scripts/setup-system.sh, its Python dependencies, the suite, this script's
+#                    build functions)
+#     images/<key>/  rootfs.img (ext4), vmlinuz and initrd.img of the rootfs's stock Debian kernel,
+#                    cmdline (its lsm=), kernel-release; <key> adds the boot stub and make_image
+#     debs/, pip/    downloaded .debs and wheels, so that a rebuild downloads little
+#   The newest rootfs and the two newest images are kept; older ones are removed unless a VM
+#   is booting them. Build logs go to the checkout's .vm/build/.
+#
+#   bash vm/build-image.sh [--print-image FILE]   FILE receives the image's directory
+#   VM_REBUILD=1   rebuild the rootfs and the image even if their keys match
 # Needs root, debootstrap and e2fsprogs, and the network for Debian's archive and PyPI.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")/.." && pwd)
-vm=$lab/.vm
+cache=${EBPF_LAB_VM_CACHE:-/var/cache/ebpf-lab/vm}
+logs=$lab/.vm/build
 suite=bookworm
 mirror=${VM_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${VM_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 guest_lab=/opt/ebpf-lab   # vm/guest-run.sh expects the lab and its .venv here
+print_image=
+[ "${1:-}" = --print-image ] && print_image=$2
 
 log() { printf '\033[1m[vm-image]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[vm-image]\033[0m %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot): sudo make vm-test"
 [ "$(dpkg --print-architecture)" = amd64 ] || die "the test image is amd64 and is built on an amd64 host"
-for tool in debootstrap mkfs.ext4 unshare; do
+for tool in debootstrap mkfs.ext4 unshare flock; do
   command -v "$tool" >/dev/null || die "$tool is missing: apt-get install debootstrap e2fsprogs util-linux"
 done
-mkdir -p "$vm/cache/debs/partial" "$vm/cache/pip"
-exec 9>"$vm/build.lock"
-flock 9
+mkdir -p "$cache/debs/partial" "$cache/pip" "$cache/rootfs" "$cache/images" "$cache/locks" "$logs"
+# One builder at a time. vm/run-tests.sh already holds this lock (and keeps it until it holds the
+# image it boots, so that nobody prunes that image in between): it says so with VM_BUILD_LOCKED=1.
+if [ "${VM_BUILD_LOCKED:-}" != 1 ]; then
+  exec 9>"$cache/build.lock"
+  if ! flock -n 9; then
+    log "waiting for another build of the VM image ($cache/build.lock)"
+    flock 9
+  fi
+fi
 
 # What the rootfs is made of: provisioning, the lab's set-up and its Python dependencies (not the
 # rest of pyproject.toml, nor the lab's code, which travels to the guest at every run).
@@ -43,25 +62,25 @@ rootfs_key() {
     echo "$suite"
   } | sha256sum | cut -d' ' -f1
 }
-image_key() {
-  { cat "$vm/rootfs.key"; declare -f make_image; boot_stub; } | sha256sum | cut -d' ' -f1
+image_key() {   # of the rootfs with this key
+  { echo "$1"; declare -f make_image; boot_stub; } | sha256sum | cut -d' ' -f1
 }
 
-build_rootfs() {
-  local root=$vm/rootfs.new
-  rm -rf "$root" "$vm/rootfs"
+build_rootfs() {   # destination
+  local root=$1.new
+  rm -rf "$root"
   log "debootstrap $suite into $root"
   # kmod, iproute2, procps: what the guest's init uses (modprobe 9p, lo up, free);
   # ca-certificates and python3: what provisioning starts from; zstd: initramfs-tools compresses with it.
-  debootstrap --variant=minbase --cache-dir="$vm/cache/debs" \
+  debootstrap --variant=minbase --cache-dir="$cache/debs" \
     --include=ca-certificates,kmod,iproute2,procps,python3,zstd \
-    "$suite" "$root" "$mirror" > "$vm/debootstrap.log" 2>&1 \
-    || { tail -n 20 "$vm/debootstrap.log" >&2; die "debootstrap failed (log: $vm/debootstrap.log)"; }
-  cat > "$root/etc/apt/sources.list" <<EOF
+    "$suite" "$root" "$mirror" > "$logs/debootstrap.log" 2>&1 \
+    || { tail -n 20 "$logs/debootstrap.log" >&2; die "debootstrap failed (log: $logs/debootstrap.log)"; }
+  cat > "$root/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite main
 deb $mirror $suite-updates main
 deb $security_mirror $suite-security main
-EOF
+SOURCES
   # qemu boots the kernel with this initramfs on a virtio disk: list exactly what it needs, so the
   # initramfs is small (fast to unpack under TCG) and does not depend on the build host's hardware.
   mkdir -p "$root/etc/initramfs-tools/conf.d"
@@ -73,11 +92,11 @@ EOF
   log "copying the checkout to $guest_lab and running vm/provision.sh in the chroot"
   mkdir -p "$root$guest_lab"
   copy_checkout "$root$guest_lab"
-  provision_in_chroot "$root" > "$vm/provision.log" 2>&1 \
-    || { tail -n 40 "$vm/provision.log" >&2; die "vm/provision.sh failed in the chroot (log: $vm/provision.log)"; }
+  provision_in_chroot "$root" > "$logs/provision.log" 2>&1 \
+    || { tail -n 40 "$logs/provision.log" >&2; die "vm/provision.sh failed in the chroot (log: $logs/provision.log)"; }
   rm -rf "$root/root/.cache" "$root/run/host-ca.crt" \
     "$root/var/lib/apt/lists/"*_Packages "$root/var/lib/apt/lists/"*_Translation-*
-  mv "$root" "$vm/rootfs"
+  mv "$root" "$1"
 }
 
 copy_checkout() {
@@ -95,7 +114,7 @@ provision_in_chroot() {
     [ -n "${!v:-}" ] && keep+=("$v=${!v}")
   done
   local ca=/etc/ssl/certs/ca-certificates.crt
-  ROOT=$root CACHE=$vm/cache CA=$ca unshare --mount --propagation private bash -euo pipefail -c '
+  ROOT=$root CACHE=$cache CA=$ca unshare --mount --propagation private bash -euo pipefail -c '
     mount -t proc proc "$ROOT/proc"
     mount -t sysfs sysfs "$ROOT/sys"
     mount --rbind /dev "$ROOT/dev"
@@ -130,8 +149,8 @@ sleep 60
 EOF
 }
 
-make_image() {
-  local root=$vm/rootfs out=$vm/image.new kver size_mb
+make_image() {   # rootfs, destination
+  local root=$1 out=$2.new kver size_mb
   rm -rf "$out"
   mkdir -p "$out"
   kver=$(ls "$root"/boot/vmlinuz-* 2>/dev/null | sed 's|.*/vmlinuz-||' | sort -V | tail -n 1 || true)
@@ -147,26 +166,49 @@ make_image() {
   size_mb=$(( $(du -sm "$root" | cut -f1) * 5 / 4 + 1024 ))
   log "mkfs.ext4 -d: ${size_mb} MiB image of kernel $kver"
   mkfs.ext4 -q -F -L ebpf-lab -E root_owner=0:0 -d "$root" "$out/rootfs.img" "${size_mb}M" >/dev/null
-  rm -rf "$vm/image"
-  mv "$out" "$vm/image"
+  mv "$out" "$2"
+}
+
+# Keeps the newest entries of a cache folder and the ones named, removing the others unless a VM
+# holds their lock (vm/run-tests.sh holds a shared one on the image it boots).
+prune() {   # folder, how many to keep, keys to keep...
+  local dir=$1 keep=$2 entry key
+  shift 2
+  ls -1dt "$dir"/*/ 2>/dev/null | tail -n +$((keep + 1)) | while read -r entry; do
+    entry=${entry%/}
+    key=$(basename "$entry")
+    case " $* " in *" $key "*) continue ;; esac
+    (
+      flock -n -x 8 || { log "keeping $entry: a VM is using it"; exit 0; }
+      log "removing the old $entry"
+      rm -rf "$entry" "$cache/locks/$key"
+    ) 8>"$cache/locks/$key"
+  done
 }
 
 start=$SECONDS
+rm -rf "$cache"/rootfs/*.new "$cache"/images/*.new   # left by a build that was interrupted
 key=$(rootfs_key)
-if [ -d "$vm/rootfs" ] && [ "$(cat "$vm/rootfs.key" 2>/dev/null)" = "$key" ]; then
-  log "rootfs up to date (.vm/rootfs)"
+rootfs=$cache/rootfs/$key
+if [ -d "$rootfs" ] && [ "${VM_REBUILD:-}" != 1 ]; then
+  log "rootfs up to date ($rootfs)"
 else
-  rm -f "$vm/rootfs.key" "$vm/image.key"
-  build_rootfs
-  echo "$key" > "$vm/rootfs.key"
+  rm -rf "$rootfs"
+  build_rootfs "$rootfs"
   log "rootfs built in $((SECONDS - start)) s"
 fi
-ikey=$(image_key)
-if [ -f "$vm/image/rootfs.img" ] && [ "$(cat "$vm/image.key" 2>/dev/null)" = "$ikey" ]; then
-  log "image up to date (.vm/image, kernel $(cat "$vm/image/kernel-release"))"
+touch "$rootfs"   # the newest, for prune
+ikey=$(image_key "$key")
+image=$cache/images/$ikey
+if [ -f "$image/rootfs.img" ] && [ "${VM_REBUILD:-}" != 1 ]; then
+  log "image up to date ($image, kernel $(cat "$image/kernel-release"))"
 else
   t=$SECONDS
-  make_image
-  echo "$ikey" > "$vm/image.key"
+  rm -rf "$image"
+  make_image "$rootfs" "$image"
   log "image made in $((SECONDS - t)) s"
 fi
+touch "$image"
+prune "$cache/rootfs" 1 "$key"
+prune "$cache/images" 2 "$ikey"
+[ -z "$print_image" ] || echo "$image" > "$print_image"

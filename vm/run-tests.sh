@@ -4,9 +4,12 @@
 #   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-12
 #   bash vm/run-tests.sh tests/seed -k kprobe     smoke checks, then pytest with these arguments
 #
-# The image comes from vm/build-image.sh (cached). The checkout is shared read-only over 9p, so
-# the guest always runs the working tree as it is; the image is opened with snapshot=on and the
-# VM has no network. Everything is left under .vm/: .vm/runs/<time>/{console.log,report.txt}.
+# The image comes from vm/build-image.sh, cached outside the checkout ($EBPF_LAB_VM_CACHE, default
+# /var/cache/ebpf-lab/vm) and rebuilt when its inputs change. The checkout is shared read-only
+# over 9p, so the guest always runs the working tree as it is; the image is opened with
+# snapshot=on and the VM has no network. The runs' logs stay in the checkout:
+# .vm/runs/<time>/{console.log,report.txt,compatibility.md}. The chapters' rows of the VM's
+# compatibility table are merged into docs/compatibility.md (notebooks/compat_table.py).
 #   VM_TIMEOUT   seconds for the whole VM run (default 1800)
 #   VM_ACCEL     kvm or tcg (default: kvm where a test boot with it works)
 #   VM_MEM, VM_CPUS   guest size (default 2G, 2)
@@ -14,7 +17,7 @@ set -euo pipefail
 
 lab=$(cd "$(dirname "$0")/.." && pwd)
 vm=$lab/.vm
-img=$vm/image
+cache=${EBPF_LAB_VM_CACHE:-/var/cache/ebpf-lab/vm}
 timeout_s=${VM_TIMEOUT:-1800}
 mem=${VM_MEM:-2G}
 cpus=${VM_CPUS:-2}
@@ -22,20 +25,28 @@ cpus=${VM_CPUS:-2}
 log() { printf '\033[1m[vm-test]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[vm-test]\033[0m %s\n' "$*" >&2; exit 2; }
 
-# The host's own tools for the VM come from its distribution, like the lab's (scripts/setup-system.sh).
-if ! command -v qemu-system-x86_64 >/dev/null || ! command -v debootstrap >/dev/null; then
-  log "installing qemu-system-x86 and debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86 debootstrap \
-    >/dev/null || die "apt-get install qemu-system-x86 debootstrap failed"
+bash "$lab/vm/host-tools.sh"
+mkdir -p "$vm/runs" "$vm/tmp" "$cache/locks"
+# One VM at a time on this machine (two TCG guests on a small host would both run out of time).
+exec 7>"$cache/run.lock"
+if ! flock -n 7; then
+  log "waiting for the vm-test that is running to finish ($cache/run.lock)"
+  flock 7
 fi
-mkdir -p "$vm/runs" "$vm/tmp"
-# One VM at a time, and no image rebuilt under a VM about to boot it.
-exec 8>"$vm/run.lock"
-if ! flock -n 8; then
-  log "waiting for the vm-test that is running to finish (.vm/run.lock)"
-  flock 8
+# Build or find the image under the builders' lock, and hold a shared lock on the image before
+# letting go of it: vm/build-image.sh prunes only images that nobody holds.
+exec 9>"$cache/build.lock"
+if ! flock -n 9; then
+  log "waiting for a build of the VM image to finish ($cache/build.lock)"
+  flock 9
 fi
-bash "$lab/vm/build-image.sh"
+build_start=$SECONDS
+VM_BUILD_LOCKED=1 bash "$lab/vm/build-image.sh" --print-image "$vm/tmp/image-path"
+build_wall=$((SECONDS - build_start))
+img=$(cat "$vm/tmp/image-path")
+exec 8>"$cache/locks/$(basename "$img")"
+flock -s 8
+exec 9>&-
 export TMPDIR=$vm/tmp   # qemu's snapshot=on overlay goes here, not to /var/tmp
 
 run=$vm/runs/$(date +%Y%m%d-%H%M%S)
@@ -104,4 +115,14 @@ wall=$((SECONDS - start))
 
 python3 "$lab/vm/report.py" --console "$console" --qemu-rc "$qrc" --qemu-err "$run/qemu.err" \
   --wall "$wall" --timeout "$timeout_s" --accel "$accel_name" --out "$run" | tee "$run/report.txt"
-exit "${PIPESTATUS[0]}"
+rc=${PIPESTATUS[0]}
+# The guest's table holds only the chapters it ran; the host's rows of the others stay.
+if [ -s "$run/compatibility.md" ]; then
+  python3 "$lab/notebooks/compat_table.py" merge "$run/compatibility.md" "$lab/docs/compatibility.md" \
+    || { log "could not merge $run/compatibility.md into docs/compatibility.md"; [ "$rc" != 0 ] || rc=1; }
+fi
+log "image ${build_wall} s (built or from the cache), VM ${wall} s, whole vm-test $SECONDS s" \
+  | tee -a "$run/report.txt"
+# make turns any failure into its own status 2: the report's goes to EBPF_LAB_RC_FILE too (.ci/run).
+[ -z "${EBPF_LAB_RC_FILE:-}" ] || echo "$rc" > "$EBPF_LAB_RC_FILE"
+exit "$rc"
