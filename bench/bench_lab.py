@@ -34,8 +34,8 @@ from maps_bench import bench_hash  # noqa: E402
 from programs import CONSUMER_C, HASH_CELL, PRODUCER_C  # noqa: E402
 from report import print_report  # noqa: E402
 
-from ebpf_magic import loader  # noqa: E402
 from ebpf_magic import libbpf as lab_libbpf  # noqa: E402
+from ebpf_magic import loader  # noqa: E402
 from ebpf_magic.privileges import check_privileges  # noqa: E402
 
 
@@ -213,7 +213,6 @@ def main() -> int:
     check_privileges()
     res: dict = {"quick": args.quick, "reps": reps, "machine": machine_info(),
                  "started": datetime.datetime.now().isoformat(timespec="seconds")}
-    system_before = _system_prog_ids()
     fds_before = _own_bpf_fds()
     lab = Lab()
     errors: dict[str, str] = {}

@@ -41,8 +41,7 @@ char LICENSE[] SEC("license") = "GPL";
 """
 CORE_STREAM = {
     "ringbuf": _CORE_COMMON % {
-        "buffer": "struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, %d); } events SEC(\".maps\");"
-                  % RING_BYTES,
+        "buffer": f"struct {{ __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, {RING_BYTES}); }} events SEC(\".maps\");",
         "output": """    struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
         ++*failed;
@@ -141,14 +140,14 @@ int on_getpid(void *ctx)
 """
 
 HASH_CELL = r"""
-BPF_HASH(h, u32, u64, %d);
+BPF_HASH(h, u32, u64, HASH_ENTRIES);
 int touch_h(void *ctx)
 {
     u32 k = 0;
     h.lookup(&k);
     return 0;
 }
-""" % HASH_ENTRIES
+""".replace("HASH_ENTRIES", str(HASH_ENTRIES))
 
 # Waits for one byte on stdin, so it starts only once its consumer is polling.
 PRODUCER_C = r"""

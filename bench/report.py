@@ -55,7 +55,8 @@ def rows(res: dict) -> list[tuple[str, str, str, str]]:
         out += [
             (f"{n}-entry hash to DataFrame (to_frame)", _t(h["to_frame"]),
              "batch syscalls alone: " + _t(h["batch_syscalls"]),
-             f"{h['to_frame_over_syscalls']:.2f}x (best {h['to_frame_over_syscalls_best']:.2f}x); target <= 1.3x"),
+             f"{h['to_frame_over_syscalls']:.2f}x (best {h['to_frame_over_syscalls_best']:.2f}x, "
+             f"CPU {h['to_frame_over_syscalls_cpu']:.2f}x); target <= 1.3x"),
             ("  BCC items_lookup_batch()", _t(h["bcc_items_lookup_batch"]), "",
              _ratio(h["bcc_items_lookup_batch"]["median_s"], h["to_frame"]["median_s"]) + " of to_frame"),
             ("  BCC items()", _t(h["bcc_items"]), "",
@@ -92,7 +93,7 @@ def print_report(res: dict) -> None:
     head = ("measure", "lab", "reference (same run)", "comparison")
     widths = [min(70, max(len(r[i]) for r in [head, *table])) for i in range(4)]
     for r in [head, tuple("-" * w for w in widths), *table]:
-        print("  ".join(f"{cell:<{w}}" for cell, w in zip(r, widths)).rstrip())
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(r, widths, strict=True)).rstrip())
     for name, err in res.get("errors", {}).items():
         print(f"ERROR in {name}: {err}")
     print("checks: " + ", ".join(f"{k}={'ok' if v else 'FAILED'}" for k, v in res.get("checks", {}).items()))
