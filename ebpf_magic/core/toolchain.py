@@ -1,8 +1,10 @@
 """clang, vmlinux.h and caches: a CO-RE cell to a BPF object file, in milliseconds when unchanged.
 
-vmlinux.h comes from the running kernel's BTF (bpftool's C dump) and is
-precompiled once per kernel and clang version; objects are cached by a hash
-of everything that changes them, so an unchanged re-run skips clang.
+vmlinux.h comes from the running kernel's BTF (bpftool's C dump). A cell is compiled against a
+header of only the kernel types it names (``vmlinux_subset``), which keeps clang's work small;
+the whole header, precompiled once per kernel and clang version, is the fallback and reports
+the errors. Objects are cached by a hash of everything that changes them, so an unchanged
+re-run skips clang.
 """
 from __future__ import annotations
 
@@ -189,12 +191,15 @@ def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.Completed
 
     if os.environ.get("EBPF_LAB_FULL_VMLINUX") or not vmlinux_subset.supported():
         return None
-    names = vmlinux_subset.names_in(cell)
+    names, tried = vmlinux_subset.names_in(cell), set()
     for _ in range(_SUBSET_ROUNDS):
         try:
             inc = vmlinux_subset.header(d, names)
         except OSError:
             return None
+        if inc in tried:  # clang's complaint names nothing the kernel's BTF has: a real error
+            return None
+        tried.add(inc)
         # First on the include path, so "vmlinux.h" is the subset, not the whole header.
         proc = _clang(path, ["-I", inc, *flags], tmp, out)
         if proc.returncode == 0:
