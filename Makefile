@@ -16,8 +16,9 @@ lab: setup
 test: setup
 	@bash scripts/run-tests.sh
 
+# Writes bench/results/<date>-<host>.json, then the README's table from the newest result file.
 bench: setup
-	$(PY) bench/bench_lab.py
+	$(PY) bench/bench_lab.py $(BENCH_ARGS); rc=$$?; $(PY) bench/readme_table.py && exit $$rc
 
 # The full-kernel checks in a qemu VM (.ci/run runs them after `make test`): vm/run-tests.sh.
 # VM_ARGS="tests/seed -k kprobe" replaces the default selection (-m full_kernel tests, chapters 09-12).

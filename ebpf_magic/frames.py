@@ -38,8 +38,7 @@ def _sort_order(keys: np.ndarray) -> np.ndarray | None:
             return None
         if np.all(keys[1:] >= keys[:-1]):
             return None
-        # map keys are unique, so an unstable (much faster) sort gives the same order
-        return np.argsort(keys)
+        return _argsort_unique(keys)
     cols = []
     for name in keys.dtype.names:
         if name.startswith(PAD_PREFIX):
@@ -53,6 +52,21 @@ def _sort_order(keys: np.ndarray) -> np.ndarray | None:
     if not cols:
         return None
     return np.lexsort(cols[::-1])
+
+
+def _argsort_unique(keys: np.ndarray) -> np.ndarray:
+    """argsort of unique map keys; keys of up to 32 bits sort as (key << 32 | index) in one u64 sort.
+
+    numpy's SIMD sort of plain integers is several times faster than its argsort, which
+    made sorting most of a 1 M-entry hash map's read time.
+    """
+    if keys.dtype.kind in "iub" and keys.dtype.itemsize <= 4 and len(keys) < 1 << 32:
+        k = keys.astype(np.int64) - (np.iinfo(keys.dtype).min if keys.dtype.kind == "i" else 0)
+        packed = (k.astype(np.uint64) << np.uint64(32)) | np.arange(len(keys), dtype=np.uint64)
+        packed.sort()
+        return (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+    # map keys are unique, so an unstable (much faster) sort gives the same order
+    return np.argsort(keys)
 
 
 # --------------------------------------------------------------------------- frames
@@ -100,7 +114,8 @@ def frame_from_arrays(keys, values, cpus=None, sort: bool = True) -> pd.DataFram
         cols[cpu_name] = np.tile(np.asarray(cpus, dtype=np.int32), len(keys))
     for name, col in vcols.items():
         cols[f"value.{name}" if name in clash else name] = col
-    return pd.DataFrame(cols)
+    # The columns are fresh arrays already: no second copy into pandas' blocks.
+    return pd.DataFrame(cols, copy=False)
 
 
 def map_frame(table) -> pd.DataFrame:

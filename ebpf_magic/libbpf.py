@@ -144,6 +144,9 @@ _SIGNATURES = {
     "btf__find_by_name_kind": (ct.c_int, [_P, ct.c_char_p, ct.c_uint32]),
     "btf__resolve_size": (ct.c_int64, [_P, ct.c_uint32]),
     "btf__resolve_type": (ct.c_int, [_P, ct.c_uint32]),
+    "btf_dump__new": (_P, [_P, ct.CFUNCTYPE(None, ct.c_void_p, ct.c_char_p, ct.c_void_p), _P, _P]),
+    "btf_dump__dump_type": (ct.c_int, [_P, ct.c_uint32]),
+    "btf_dump__free": (None, [_P]),
     # output buffers
     "ring_buffer__new": (_P, [ct.c_int, RINGBUF_SAMPLE_FN, _P, _P]),
     "ring_buffer__poll": (ct.c_int, [_P, ct.c_int]),

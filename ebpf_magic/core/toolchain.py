@@ -1,8 +1,10 @@
 """clang, vmlinux.h and caches: a CO-RE cell to a BPF object file, in milliseconds when unchanged.
 
-vmlinux.h comes from the running kernel's BTF (bpftool's C dump) and is
-precompiled once per kernel and clang version; objects are cached by a hash
-of everything that changes them, so an unchanged re-run skips clang.
+vmlinux.h comes from the running kernel's BTF (bpftool's C dump). A cell is compiled against a
+header of only the kernel types it names (``vmlinux_subset``), which keeps clang's work small;
+the whole header, precompiled once per kernel and clang version, is the fallback and reports
+the errors. Objects are cached by a hash of everything that changes them, so an unchanged
+re-run skips clang.
 """
 from __future__ import annotations
 
@@ -135,12 +137,11 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
     path, version = clang()
     d = kernel_dir()
     flags = base_flags(d) + list(cflags or [])
-    if "vmlinux.h" in cell:
-        flags += ["-include-pch", pch()]
-    key = hashlib.sha256("\0".join([cell, *flags, version, btf_digest()]).encode()).hexdigest()[:24]
+    kernel_types = "vmlinux.h" in cell
+    key = hashlib.sha256("\0".join([cell, *flags, version, btf_digest(), str(kernel_types)]).encode())
     obj_dir = os.path.join(cache_dir(), "obj")
     os.makedirs(obj_dir, exist_ok=True)
-    obj = os.path.join(obj_dir, f"{key}.o")
+    obj = os.path.join(obj_dir, f"{key.hexdigest()[:24]}.o")
     warn = obj[:-2] + ".warnings"
     if os.path.exists(obj):
         with open(obj, "rb") as f:
@@ -151,11 +152,12 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
         with open(src, "w") as f:
             f.write(cell)
         out = os.path.join(tmp, "cell.o")
-        # Run in tmp with a relative name: diagnostics and BTF line info then say "cell:LINE".
-        proc = subprocess.run([path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out], cwd=tmp,
-                              capture_output=True, text=True)
+        proc = _compile_with_subset(path, flags, d, cell, tmp, out) if kernel_types else None
+        if proc is None:
+            extra = ["-include-pch", pch()] if kernel_types else []
+            proc = _clang(path, [*flags, *extra], tmp, out)
         if proc.returncode != 0:
-            hint = _HINT if "vmlinux.h" in cell else (
+            hint = _HINT if kernel_types else (
                 "a cell with SEC(\"...\") and no SEC on the magic line is a libbpf program (CO-RE): "
                 "#include \"vmlinux.h\" and <bpf/bpf_helpers.h>; for BCC C, put the SEC on the magic line")
             raise compile_error(cell, proc.stderr, f"clang exited with {proc.returncode}", hint=hint) from None
@@ -165,6 +167,49 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
         _atomic_write(obj, lambda t: shutil.copyfile(out, t))
     with open(obj, "rb") as f:
         return Compiled(f.read(), False, obj, tuple(found))
+
+
+def _clang(path: str, flags: list[str], tmp: str, out: str) -> subprocess.CompletedProcess:
+    # Run in tmp with a relative name: diagnostics and BTF line info then say "cell:LINE".
+    return subprocess.run([path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out], cwd=tmp,
+                          capture_output=True, text=True)
+
+
+# Each round adds the kernel types clang said were missing (reached through a pointer the cell
+# follows); more rounds than this means a real error, which the whole header reports best.
+_SUBSET_ROUNDS = 3
+
+
+def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.CompletedProcess | None:
+    """clang against a vmlinux.h of only the types the cell names; None: use the whole header.
+
+    The whole header's closure of task_struct and friends is what makes clang slow (debug info of
+    every reachable type); a subset holds the same layouts with preserve_access_index, so the
+    object and its CO-RE relocations are the same for the fields the cell reads.
+    """
+    from . import vmlinux_subset
+
+    if os.environ.get("EBPF_LAB_FULL_VMLINUX") or not vmlinux_subset.supported():
+        return None
+    names, tried = vmlinux_subset.names_in(cell), set()
+    for _ in range(_SUBSET_ROUNDS):
+        try:
+            inc = vmlinux_subset.header(d, names)
+        except OSError:
+            return None
+        if inc in tried:  # clang's complaint names nothing the kernel's BTF has: a real error
+            return None
+        tried.add(inc)
+        # First on the include path, so "vmlinux.h" is the subset, not the whole header.
+        proc = _clang(path, ["-I", inc, *flags], tmp, out)
+        if proc.returncode == 0:
+            # Warnings are replayed on every run, so they come from the header the learner wrote for.
+            return proc if not proc.stderr.strip() else None
+        missing = set(vmlinux_subset.MISSING.findall(proc.stderr)) - names
+        if not missing:
+            return None
+        names |= missing
+    return None
 
 
 def _write_lines(path: str, lines) -> None:
