@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import select
-import socket
 import time
 from collections import deque
 
@@ -62,21 +61,13 @@ def _decode(t: float, data: bytes, direction: str) -> dict:
     ip = pkt[IP] if IP in pkt else pkt[IPv6] if IPv6 in pkt else None
     if ip is not None:
         row["src"], row["dst"] = ip.src, ip.dst
-        proto = ip.proto if IP in pkt else ip.nh
-        row["protocol"] = _proto_name(proto)
+        row["protocol"] = pkt.sprintf("%IP.proto%" if IP in pkt else "%IPv6.nh%")
     for layer in (TCP, UDP):
         if layer in pkt:
             row["sport"], row["dport"] = pkt[layer].sport, pkt[layer].dport
     if ip is None and pkt.type == 0x0806:
         row["protocol"] = "arp"
     return row
-
-
-def _proto_name(number: int) -> str:
-    try:
-        return socket.getprotobynumber(number)
-    except OSError:
-        return {58: "ipv6-icmp", 0: "hopopt"}.get(number, str(number))
 
 
 def write_pcap(path, packets) -> str:

@@ -4,6 +4,12 @@ No network is involved: the kernel runs the program ``repeat`` times on a
 copy of the packet and reports the return value, the mean time per run and
 the packet as the program left it. Exercises check programs this way,
 deterministically.
+
+XDP and tc programs see the packet from its Ethernet header, as on a device.
+A socket filter sees it from the IP header (the kernel's test run starts
+there), while on the lab's packet socket it sees the Ethernet header too:
+``bpf_skb_load_bytes_relative(skb, off, buf, len, BPF_HDR_START_NET)`` reads
+the same bytes in both.
 """
 from __future__ import annotations
 
@@ -103,8 +109,13 @@ def run_once(fd: int, prog_type: ProgType, data: bytes, repeat: int) -> dict:
         raise BPFLabError(f"BPF_PROG_TEST_RUN failed: {libbpf.strerror(err)}",
                           hint="EINVAL: the packet is too short for this program type, or the program "
                                "type cannot be test-run")
+    data_out = out.raw[:opts.data_size_out]
+    if prog_type == ProgType.SOCKET_FILTER:
+        # The kernel runs a socket filter from the network header and hands back the packet
+        # behind a zeroed Ethernet header: show the packet the program saw.
+        data_out = data_out[_ETH_HLEN:]
     return {"retval": opts.retval, "action": retval_name(prog_type, opts.retval), "ns_per_run": opts.duration,
-            "repeat": repeat, "data_out": out.raw[:opts.data_size_out]}
+            "repeat": repeat, "data_out": data_out, "layer": "ip" if prog_type == ProgType.SOCKET_FILTER else "eth"}
 
 
 def test_run(handle, packet, repeat: int = 1, program: str | None = None) -> dict:
@@ -123,9 +134,10 @@ def test_run_many(handle, packets, repeat: int = 1, program: str | None = None):
     rows = []
     for i, pkt in enumerate(packets):
         r = test_run(handle, pkt, repeat=repeat, program=program)
-        rows.append({"packet": i, "input": _summary(_bytes(pkt)), "retval": r["retval"], "action": r["action"],
-                     "ns_per_run": r["ns_per_run"], "output": _summary(r["data_out"]),
-                     "changed": r["data_out"] != _bytes(pkt)})
+        data = _bytes(pkt)
+        rows.append({"packet": i, "input": _summary(data), "retval": r["retval"], "action": r["action"],
+                     "ns_per_run": r["ns_per_run"], "output": r.packet.summary() if r["data_out"] else "(empty)",
+                     "changed": r["data_out"] != (data[_ETH_HLEN:] if r["layer"] == "ip" else data)})
     return pd.DataFrame(rows, columns=["packet", "input", "retval", "action", "ns_per_run", "output", "changed"])
 
 
@@ -142,9 +154,15 @@ class TestResult(dict):
 
     @property
     def packet(self):
+        """The output packet, decoded by scapy (from the IP header for socket filters)."""
+        from scapy.layers.inet import IP
+        from scapy.layers.inet6 import IPv6
         from scapy.layers.l2 import Ether
 
-        return Ether(self["data_out"])
+        data = self["data_out"]
+        if self["layer"] == "ip":
+            return IPv6(data) if data[:1] and data[0] >> 4 == 6 else IP(data)
+        return Ether(data)
 
     def __getattr__(self, key):
         try:
@@ -154,4 +172,4 @@ class TestResult(dict):
 
     def __repr__(self) -> str:
         return (f"<test_run {self['program']}: {self['action']} (retval {self['retval']}), "
-                f"{self['ns_per_run']} ns per run over {self['repeat']}; out: {_summary(self['data_out'])}>")
+                f"{self['ns_per_run']} ns per run over {self['repeat']}; out: {self.packet.summary()}>")

@@ -107,7 +107,8 @@ def _remove_filter(ifindex: int, parent: str, prio: int) -> None:
         except NetlinkError as exc:
             if exc.code not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
                 raise
-        if not any(ipr.get_filters(ifindex, parent=p) for p in _PARENT.values()):
+        # A netlink dump lists each filter priority once without a handle: only handles are filters.
+        if not any(f["handle"] for p in _PARENT.values() for f in ipr.get_filters(ifindex, parent=p)):
             try:
                 ipr.tc("del", "clsact", ifindex)
             except NetlinkError:
