@@ -36,7 +36,7 @@ def ping(net, src: str, dst: str, count: int = 5, *, ipv6: bool = False, size: i
          interval: float = 0.0, timeout: float = 1.0):
     """ICMP echo from ``src`` to ``dst``: one row per request (seq, bytes, replied, rtt_ms)."""
     from scapy.layers.inet import ICMP
-    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
+    from scapy.layers.inet6 import ICMPv6EchoRequest
 
     count = _count(count, "count")
     addr = net.address(dst, ipv6=ipv6, toward=src)
@@ -57,7 +57,6 @@ def ping(net, src: str, dst: str, count: int = 5, *, ipv6: bool = False, size: i
                                sent, rtt)
         _receive_until(sock, time.perf_counter() + timeout, count, lambda d: _echo_reply(d, ipv6, ident),
                        sent, rtt)
-    del ICMPv6EchoReply
     rows = [(seq, size, seq in rtt, rtt.get(seq, float("nan")) * 1e3) for seq in range(count)]
     return _frame(rows, ["seq", "bytes", "replied", "rtt_ms"], src=src, dst=dst, address=addr,
                   sent=count, received=len(rtt))
@@ -65,7 +64,7 @@ def ping(net, src: str, dst: str, count: int = 5, *, ipv6: bool = False, size: i
 
 def _echo_reply(data: bytes, ipv6: bool, ident: int) -> int | None:
     """The seq of an echo reply to us, or None."""
-    from scapy.layers.inet import IP, ICMP
+    from scapy.layers.inet import ICMP, IP
     from scapy.layers.inet6 import ICMPv6EchoReply
 
     if ipv6:  # a raw ICMPv6 socket reads from the ICMPv6 header on

@@ -109,7 +109,7 @@ def _register_accessor() -> None:
 
         def write(self, path) -> str:
             times = self._df["time"].astype("int64") / 1e9
-            return write_pcap(path, zip(times, self._df["data"]))
+            return write_pcap(path, zip(times, self._df["data"], strict=True))
 
 
 def require_socket(handle):

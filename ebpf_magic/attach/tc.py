@@ -38,7 +38,7 @@ def direction_of(req: Request) -> str:
                          hint="drop --direction, or use SEC(\"tc\") with --direction")
     if not (from_sec or given):
         raise UsageError(f"SEC {req.section.name} does not say ingress or egress",
-                         hint=f"add --direction ingress (or egress), or use SEC(\"tcx/ingress\")")
+                         hint="add --direction ingress (or egress), or use SEC(\"tcx/ingress\")")
     return from_sec or given
 
 
