@@ -236,6 +236,9 @@ def lab_network(create: bool = True, **kw) -> Network | None:
         SESSION.close(SESSION_KIND)
         net = None
     if net is None and create:
+        from .attach.tc import sweep_stale
+
+        sweep_stale()   # clsact filters that dead lab processes left on the machine's own interfaces
         net = SESSION.resource(SESSION_KIND, lambda: Network(**kw))
     return net
 

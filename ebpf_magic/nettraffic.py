@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -184,18 +185,24 @@ def tcp(net, src: str, dst: str, *, nbytes: int = 1 << 20, duration: float | Non
 
 
 def run(net, host: str, cmd, timeout: float = 30.0) -> str:
-    """Run a command inside ``host``'s namespace; returns its output (stdout then stderr)."""
-    shell = isinstance(cmd, str)
+    """Run a command inside ``host``'s namespace; returns its output (stdout then stderr).
 
-    def go():
-        # The child inherits this thread's namespace; its own process group is killed on timeout.
-        return subprocess.run(cmd, shell=shell, capture_output=True, text=True, timeout=timeout,
-                              start_new_session=True)
+    On timeout its whole process group is killed: a process left running would keep the
+    host's namespace alive after the lab closed it.
+    """
+    def start():
+        # The child inherits this thread's namespace.
+        return subprocess.Popen(cmd, shell=isinstance(cmd, str), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
 
     try:
-        done = net.run_in(host, go)
+        proc = net.run_in(host, start)
     except FileNotFoundError as exc:
         raise UsageError(f"net.run: no program {exc.filename!r}", hint="give the full path, or a shell string") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         raise UsageError(f"net.run({host!r}, {cmd!r}) ran over {timeout} s", hint="raise timeout=") from None
-    return done.stdout + done.stderr
+    return out + err

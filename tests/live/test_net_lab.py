@@ -70,6 +70,9 @@ def test_bpf_net_table_traffic_and_close(ip):
     # offloads off: 3 MiB of TCP crossed as MTU-sized packets, not as 64 KiB super-packets
     rx = int(next(ln for ln in out.splitlines() if "eth0:" in ln).split(":")[1].split()[1])
     assert rx >= (3 << 20) // 1500
+    with pytest.raises(UsageError, match="ran over"):
+        net.run("b", "sleep 60 & sleep 60", timeout=0.3)
+    assert "sleep" not in net.run("b", "ps -e -o netns=,comm= | grep $(stat -L -c %i /proc/self/ns/net) || true")
     h = ip.run_cell_magic("bpf", "xdp --dev b -n on_lab", "int on_lab(struct xdp_md *ctx) { return XDP_PASS; }")
     assert h.uses(net)
     ip.run_line_magic("bpf_net", "--close")
