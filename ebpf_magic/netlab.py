@@ -181,6 +181,12 @@ class Network:
 
         return tcp(self, src, dst, **kw)
 
+    def flood(self, src: str, dst: str, duration: float = 2.0, **kw):
+        """UDP as fast as possible in the background: ``f = net.flood("a", "b"); ...; f.wait()``."""
+        from .nettraffic import flood
+
+        return flood(self, src, dst, duration, **kw)
+
     def run(self, host: str, cmd, timeout: float = 30.0) -> str:
         from .nettraffic import run
 

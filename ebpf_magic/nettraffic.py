@@ -184,6 +184,59 @@ def tcp(net, src: str, dst: str, *, nbytes: int = 1 << 20, duration: float | Non
                   seconds=elapsed, mbit_s=total * 8 / elapsed / 1e6)
 
 
+class Flood:
+    """UDP sent as fast as one thread can, in the background; ``wait()`` gives sent per ``every`` s."""
+
+    def __init__(self, net, src: str, dst: str, duration: float, size: int, port: int, every: float):
+        addr = net.address(dst, toward=src)
+        self._sock = net.run_in(src, socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
+        self._rows: list[tuple[float, int]] = []
+        self._attrs = {"src": src, "dst": dst, "address": addr, "port": port, "size": size}
+
+        def send():
+            payload, start = bytes(size), time.perf_counter()
+            tick, n, total = start + every, 0, 0
+            with self._sock:
+                while (now := time.perf_counter()) < start + duration:
+                    while now >= tick:   # a starved thread may miss ticks: each still gets its row
+                        self._rows.append((round(tick - start, 6), n))
+                        tick, n = tick + every, 0
+                    try:
+                        self._sock.sendto(payload, (addr, port))
+                        n += 1
+                        total += 1
+                    except OSError:   # a full queue: count only what left
+                        pass
+            end = time.perf_counter()
+            while tick <= end:
+                self._rows.append((round(tick - start, 6), n))
+                tick, n = tick + every, 0
+            if n:
+                self._rows.append((round(end - start, 6), n))
+            self._attrs["sent"] = total
+
+        self._thread = threading.Thread(target=send, name="ebpf-magic-flood", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self):
+        self._thread.join()
+        return _frame(self._rows, ["t", "sent"], **self._attrs)
+
+
+def flood(net, src: str, dst: str, duration: float = 2.0, *, size: int = 64, port: int = 9000,
+          every: float = 0.1) -> Flood:
+    """Start a UDP flood from ``src`` to ``dst`` for ``duration`` s; read maps meanwhile, then ``wait()``."""
+    if not 0 < duration <= 600:
+        raise UsageError(f"duration={duration} must be from 0 to 600 s", hint="duration=2")
+    if not 8 <= size <= 65000:
+        raise UsageError(f"size={size} must be from 8 to 65000 bytes", hint="size=64")
+    return Flood(net, src, dst, duration, size, port, every)
+
+
 def run(net, host: str, cmd, timeout: float = 30.0) -> str:
     """Run a command inside ``host``'s namespace; returns its output (stdout then stderr).
 
