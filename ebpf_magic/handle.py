@@ -158,6 +158,35 @@ class BaseHandle:
                  else f"bpf program <code>{html.escape(s['name'])}</code>")
         return f"<b>{title}</b><table>{rows}</table>{out}"
 
+    # --- network programs (xdp, tc, socket): test runs, captures, the lab network -------
+    def test_run(self, packet, repeat: int = 1, program: str | None = None):
+        """Run the program on ``packet`` (bytes or scapy) ``repeat`` times: action, ns per run, output."""
+        from .testrun import test_run
+
+        return test_run(self, packet, repeat=repeat, program=program)
+
+    def test_run_many(self, packets, repeat: int = 1, program: str | None = None):
+        """``test_run`` on each packet: one DataFrame row each."""
+        from .testrun import test_run_many
+
+        return test_run_many(self, packets, repeat=repeat, program=program)
+
+    def packets(self, duration: float = 1.0, max_packets: int = 100_000):
+        """Socket filters: what the filter kept, for ``duration`` s (and since the last call)."""
+        from .packets import packets
+
+        return packets(self, duration, max_packets)
+
+    def to_pcap(self, path) -> str:
+        """Socket filters: every packet ``packets()`` read so far, as a pcap file."""
+        from .packets import to_pcap
+
+        return to_pcap(self, path)
+
+    def uses(self, resource) -> bool:
+        """Attached to ``resource`` (the lab network): the session detaches it before closing that."""
+        return any(getattr(a, "resource", None) is resource for a in self.attachments if a.attached)
+
 
 class Program(BaseHandle):
     """A BCC cell: one program function, its BCC module (maps) and attach points."""

@@ -170,6 +170,7 @@ _SIGNATURES = {
     "bpf_raw_tracepoint_open": (ct.c_int, [ct.c_char_p, ct.c_int]),
     "bpf_link_create": (ct.c_int, [ct.c_int, ct.c_int, ct.c_int, ct.POINTER(LinkCreateOpts)]),
     "bpf_iter_create": (ct.c_int, [ct.c_int]),
+    "bpf_prog_test_run_opts": (ct.c_int, [ct.c_int, ct.c_void_p]),
     "bpf_map_lookup_batch": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p, ct.c_void_p,
                                         ct.POINTER(ct.c_uint32), ct.c_void_p]),
     "bpf_map_get_next_key": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p]),

@@ -31,6 +31,14 @@ class BPFMagics(Magics):
     @argument("--freq", type=int, help="perf_event: samples per second (default 99)")
     @argument("--period", type=int, help="perf_event: one sample every PERIOD events")
     @argument("--cpu", type=int, help="perf_event: only this CPU (default: all)")
+    @argument("--dev", help="xdp, tc, socket: a lab host (b) or host:interface (b:eth0) of %%bpf_net's network")
+    @argument("--xdp-mode", choices=["skb", "drv"], help="xdp: skb (generic) or drv (native); default: the "
+                                                       "kernel's choice, shown in the handle")
+    @argument("--direction", choices=["ingress", "egress"], help="tc/classifier: which way the packets go")
+    @argument("--clsact", action="store_true", help="tc: attach through a netlink clsact filter as tc(8) "
+                                                   "does, instead of a tcx link")
+    @argument("--real-dev", action="store_true", help="--dev names an interface of this machine itself, "
+                                                      "outside the lab network (never needed in the course)")
     @argument("--cflags", action="append", default=[],
               help="extra clang flags: --cflags '-DN=4 -DM=2' or --cflags=-DN=4; repeatable")
     @argument("--engine", choices=["bcc", "core"],
@@ -64,7 +72,9 @@ class BPFMagics(Magics):
         args = _parse(self.bpf, line)
         parsed = cells.make(
             cell, args.sec, engine=args.engine, name=args.name, fn=args.fn,
-            options=Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu),
+            options=Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu,
+                            dev=args.dev, xdp_mode=args.xdp_mode, direction=args.direction,
+                            clsact=args.clsact, real_dev=args.real_dev),
             cflags=cells.split_cflags(args.cflags), sets=args.set, event_type=args.event_type, quiet=args.quiet)
         defaults = {"duration": self.default_duration, "max_events": self.max_events}
         program = SESSION.replace(parsed.name, lambda: run(parsed), defaults)
@@ -155,12 +165,15 @@ def _words(magic: str, line: str, count: int, example: str) -> list[str]:
 
 
 def register(ipython) -> None:
+    from .magics_net import NetMagics
+
     ipython.register_magics(BPFMagics)
+    ipython.register_magics(NetMagics)
 
 
 def unregister(ipython) -> None:
     SESSION.release_all()
     table = ipython.magics_manager.magics
-    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach"])):
+    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach", "bpf_net"])):
         for n in names:
             table[kind].pop(n, None)

@@ -18,6 +18,11 @@ class Options:
     freq: int | None = None
     period: int | None = None
     cpu: int | None = None
+    dev: str | None = None          # xdp/tc/socket: a lab host "b" or "b:eth0" (a real interface with real_dev)
+    xdp_mode: str | None = None     # xdp: "skb" (generic) or "drv" (native); None: the kernel picks
+    direction: str | None = None    # tc/classifier: "ingress" or "egress"
+    clsact: bool = False            # tc: a netlink clsact filter, as tc(8) makes, instead of a tcx link
+    real_dev: bool = False          # --dev names an interface of this machine, outside the lab network
 
     def check(self) -> None:
         """Refuse what no kernel could use, before anything compiles."""
@@ -38,6 +43,9 @@ class Options:
             close = close_matches(self.event, EVENTS)
             raise UsageError(f"unknown perf event {self.event!r}",
                              hint=(f"did you mean {', '.join(close)}? " if close else "") + "one of: " + ", ".join(EVENTS))
+        from .net import check_options
+
+        check_options(self)
         if self.pid is not None and not os.path.exists(f"/proc/{self.pid}"):
             raise UsageError(f"--pid {self.pid}: no such process",
                              hint="list processes with ps -e, or start the program first (subprocess.Popen)")
