@@ -102,7 +102,8 @@ def probe_function(cell: Cell) -> str:
 
 # Which families read which magic-line option (the attachers under attach/); any other cell would ignore it.
 _OPTION_FAMILIES = {"pid": ("uprobe", "uretprobe", "usdt", "perf_event"), "event": ("perf_event",),
-                    "freq": ("perf_event",), "period": ("perf_event",), "cpu": ("perf_event",)}
+                    "freq": ("perf_event",), "period": ("perf_event",), "cpu": ("perf_event",),
+                    "dev": ("xdp", "tc", "tcx", "socket"), "xdp_mode": ("xdp",), "direction": ("tc",)}
 
 
 def _check_options_apply(options: Options, sections) -> None:
