@@ -31,6 +31,10 @@ class BPFMagics(Magics):
     @argument("--freq", type=int, help="perf_event: samples per second (default 99)")
     @argument("--period", type=int, help="perf_event: one sample every PERIOD events")
     @argument("--cpu", type=int, help="perf_event: only this CPU (default: all)")
+    @argument("--cgroup", help="cgroup_skb/*, cgroup/*, sockops: the cgroup to attach to: a lab cgroup "
+                               "(cg = %%bpf_cgroup, then --cgroup cg) or a cgroup v2 directory")
+    @argument("--map", help="sk_msg, sk_skb/*: the sockmap or sockhash to attach to, HANDLE:MAP "
+                            "(e.g. est:sock_hash) or MAP of the cell itself")
     @argument("--cflags", action="append", default=[],
               help="extra clang flags: --cflags '-DN=4 -DM=2' or --cflags=-DN=4; repeatable")
     @argument("--engine", choices=["bcc", "core"],
@@ -61,10 +65,13 @@ class BPFMagics(Magics):
         from .attach import Options
         from .loader import run
 
+        from .cgroups import resolve
+
         args = _parse(self.bpf, line)
         parsed = cells.make(
             cell, args.sec, engine=args.engine, name=args.name, fn=args.fn,
-            options=Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu),
+            options=Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu,
+                            cgroup=resolve(args.cgroup, self.shell.user_ns), map=args.map),
             cflags=cells.split_cflags(args.cflags), sets=args.set, event_type=args.event_type, quiet=args.quiet)
         defaults = {"duration": self.default_duration, "max_events": self.max_events}
         program = SESSION.replace(parsed.name, lambda: run(parsed), defaults)
@@ -130,12 +137,15 @@ def _parse(magic, line: str):
 
 
 def register(ipython) -> None:
+    from .magics_cgroup import CgroupMagics
+
     ipython.register_magics(BPFMagics)
+    ipython.register_magics(CgroupMagics)
 
 
 def unregister(ipython) -> None:
     SESSION.release_all()
     table = ipython.magics_manager.magics
-    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach"])):
+    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach", "bpf_cgroup"])):
         for n in names:
             table[kind].pop(n, None)
