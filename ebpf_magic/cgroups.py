@@ -78,9 +78,12 @@ def remove_tree(path: str, timeout: float = 10.0) -> None:
     for sub in sorted((os.path.join(path, d) for d in os.listdir(path)
                        if os.path.isdir(os.path.join(path, d))), reverse=True):
         remove_tree(sub, timeout)
-    try:
-        with open(os.path.join(path, "cgroup.kill"), "w") as f:  # Linux 5.14: the whole subtree at once
-            f.write("1")
+    try:   # Linux 5.14: one write kills the whole subtree
+        fd = os.open(os.path.join(path, "cgroup.kill"), os.O_WRONLY)
+        try:
+            os.write(fd, b"1")
+        finally:
+            os.close(fd)
     except OSError:
         for pid in _procs(path):
             try:

@@ -120,6 +120,7 @@ _SIGNATURES = {
     "bpf_map__btf_value_type_id": (ct.c_uint32, [_P]),
     "bpf_map__initial_value": (_P, [_P, ct.POINTER(ct.c_size_t)]),
     "bpf_map__is_internal": (ct.c_bool, [_P]),
+    "bpf_map__reuse_fd": (ct.c_int, [_P, ct.c_int]),
     # BTF
     "btf__load_vmlinux_btf": (_P, []),
     "btf__free": (None, [_P]),

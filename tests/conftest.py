@@ -36,6 +36,19 @@ def held_prog_ids(pid: int | str = "self") -> set[int]:
     return ids
 
 
+def held_link_ids(pid: int | str = "self") -> set[int]:
+    """BPF links this process holds an fd of (cgroup, sockmap, perf, ... links)."""
+    ids = set()
+    base = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(base):
+        try:
+            with open(f"{base}/{fd}") as f:
+                ids.update(int(ln.split()[1]) for ln in f if ln.startswith("link_id:"))
+        except OSError:
+            continue
+    return ids
+
+
 def require(family: str) -> None:
     """Skip where this kernel lacks ``family`` (printing why); never skip a family it has.
 
@@ -67,12 +80,18 @@ def live():
     require("tracepoint")
     from ebpf_magic.session import SESSION
 
-    before = held_prog_ids()
+    from ebpf_magic.cgroups import lab_cgroups
+
+    before, links_before = held_prog_ids(), held_link_ids()
     yield SESSION
     SESSION.release_all()
     left = held_prog_ids() - before
     assert not left, f"programs left loaded after the test: {sorted(left)}"
     assert not left & kernel_prog_ids()
+    links = held_link_ids() - links_before
+    assert not links, f"BPF links left after the test: {sorted(links)}"
+    cgroups = lab_cgroups(os.getpid())
+    assert not cgroups, f"lab cgroups left after the test: {cgroups}"
 
 
 @pytest.fixture

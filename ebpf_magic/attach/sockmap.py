@@ -41,9 +41,16 @@ def map_type(fd: int) -> int:
 
 def map_fd(handle, name: str) -> int:
     """The fd of map ``name`` of a lab handle, whichever engine built it (the handle keeps it open)."""
-    view = handle[name]
+    view = handle[name]   # refuses an unknown name, listing the handle's maps
     info = getattr(view, "info", None)
-    return info.fd if info is not None else view.table.map_fd
+    return info.fd if info is not None else bcc_table_fd(handle.module, name)
+
+
+def bcc_table_fd(module, name: str) -> int:
+    """A BCC module's map fd, from libbcc itself: BCC's Python has no table class for every map type."""
+    from ..bcc_engine import _bcc
+
+    return _bcc().lib.bpf_table_fd(module.bpf.module, name.encode())
 
 
 def _own_map_fd(req: Request, name: str) -> int:
@@ -53,7 +60,7 @@ def _own_map_fd(req: Request, name: str) -> int:
             raise AttachError(f"--map {name}: the cell has no map of that name",
                               hint=f"its maps: {', '.join(req.module.table_names()) or 'none'}; "
                                    f"another handle's map is --map HANDLE:MAP")
-        return req.bpf[name.encode()].map_fd
+        return bcc_table_fd(req.module, name)
     fd = _referenced_map(req.fd, name)
     if fd is None:
         raise AttachError(f"--map {name}: the program {req.fn} uses no map of that name",
@@ -134,3 +141,57 @@ def sockmap(req: Request) -> list[Attachment]:
         raise AttachError(f"attaching {req.fn} ({req.section.name}) to {kind} {where}: {libbpf.strerror(err)}",
                           hint=hint)
     return [fd_link(req.section.name, f"{kind} {where}", link)]
+
+
+def _info(fd: int) -> _MapInfo:
+    info = _MapInfo()
+    size = ct.c_uint32(ct.sizeof(info))
+    libbpf.lib().bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size))
+    return info
+
+
+def _shared(options) -> tuple[str, int] | None:
+    """(MAP, the other handle's fd of it) when --map names another handle's map, else None."""
+    from ..session import SESSION
+
+    handle_name, sep, name = (options.map or "").rpartition(":")
+    handle = SESSION.get(handle_name) if sep else None
+    return (name, map_fd(handle, name)) if handle is not None else None
+
+
+def _check_same_shape(name: str, mine: int, theirs: int) -> None:
+    a, b = _info(mine), _info(theirs)
+    if (a.type, a.key_size, a.value_size) != (b.type, b.key_size, b.value_size):
+        raise AttachError(f"--map: the cell's map {name} and the handle's differ "
+                          f"(type {a.type}/{b.type}, key {a.key_size}/{b.key_size} bytes, "
+                          f"value {a.value_size}/{b.value_size} bytes)",
+                          hint="declare it in the cell exactly as in the cell that made it")
+
+
+def share_bcc_maps(module, options) -> None:
+    """Before loading: the BCC cell's map MAP becomes HANDLE's map MAP (--map HANDLE:MAP).
+
+    BCC has already written the fd of its own map into the program's bytecode;
+    putting the other map on that fd number makes the kernel resolve the program
+    to the other map at load time (BCC's own copy is closed: nothing used it yet).
+    """
+    shared = _shared(options)
+    if shared is None or shared[0] not in module.table_names():
+        return
+    name, theirs = shared
+    mine = bcc_table_fd(module, name)
+    _check_same_shape(name, mine, theirs)
+    os.dup2(theirs, mine, inheritable=False)
+
+
+def share_core_maps(obj, options) -> None:
+    """Before loading: libbpf reuses HANDLE's map for the CO-RE cell's map MAP (bpf_map__reuse_fd)."""
+    shared = _shared(options)
+    if shared is None:
+        return
+    name, theirs = shared
+    so = libbpf.lib()
+    ptr = so.bpf_object__find_map_by_name(obj.ptr, name.encode())
+    if ptr and so.bpf_map__reuse_fd(ptr, theirs) != 0:
+        raise AttachError(f"--map: libbpf could not reuse the handle's map {name} for the cell's",
+                          hint="declare it in the cell exactly as in the cell that made it")

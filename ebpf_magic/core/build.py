@@ -42,6 +42,10 @@ def build(cell) -> CoreProgram:
         from .btf import Btf
 
         _set_globals(obj, Btf(obj.btf), cell.sets)
+        if cell.options.map:
+            from ..attach.sockmap import share_core_maps
+
+            share_core_maps(obj, cell.options)
         obj.load()
         links = obj.attach(cell.options)
         first = next((p.name for p in obj.programs if p.autoload), "cell")
