@@ -170,9 +170,12 @@ class LabCgroup:
     # --- what the attachers and the magic need -----------------------------------
     @property
     def fd(self) -> int:
+        self._require_open()
+        return self._fd
+
+    def _require_open(self) -> None:
         if self._fd is None:
             raise CgroupError(f"lab cgroup {self.name} is closed", hint="make a new one: cg = %bpf_cgroup")
-        return self._fd
 
     @property
     def closed(self) -> bool:
@@ -188,19 +191,25 @@ class LabCgroup:
 
     # --- processes ----------------------------------------------------------------
     def _argv(self, cmd) -> list[str]:
-        self.fd  # refuse on a closed cgroup
+        self._require_open()
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(a) for a in cmd]
         # The shell joins the cgroup first, then becomes the command: nothing runs outside it.
         return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(self.path, "cgroup.procs"), *argv]
 
     def popen(self, cmd, **kwargs) -> subprocess.Popen:
-        """``subprocess.Popen`` of ``cmd`` (a shell string or an argv list) inside this cgroup."""
+        """``subprocess.Popen`` of ``cmd`` (a shell string or an argv list) inside this cgroup.
+
+        The command is killed if this Python process dies (even by SIGKILL), so a
+        killed kernel leaves no process of its own behind in the cgroup.
+        """
+        kwargs.setdefault("preexec_fn", _die_with_parent)
         return subprocess.Popen(self._argv(cmd), **kwargs)
 
     def run(self, cmd, *, input: str | None = None, timeout: float = 60.0, check: bool = True) -> str:
         """Run ``cmd`` inside this cgroup and return what it printed (stdout; stderr too on failure)."""
         try:
-            done = subprocess.run(self._argv(cmd), input=input, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(self._argv(cmd), input=input, capture_output=True, text=True, timeout=timeout,
+                                  preexec_fn=_die_with_parent)
         except subprocess.TimeoutExpired:
             raise CgroupError(f"{_show(cmd)} did not finish within {timeout} s in {self.name}",
                               hint="pass timeout=..., or start it with cg.popen(...) and stop it yourself") from None
@@ -232,6 +241,12 @@ class LabCgroup:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.pids())} process(es)"
         return f"<lab cgroup {self.name}: {self.path}, {state}>"
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG: kept across exec
 
 
 def _release_users(cg: LabCgroup) -> None:

@@ -63,9 +63,8 @@ class BPFMagics(Magics):
         """
         from . import cell as cells
         from .attach import Options
-        from .loader import run
-
         from .cgroups import resolve
+        from .loader import run
 
         args = _parse(self.bpf, line)
         parsed = cells.make(

@@ -78,9 +78,8 @@ def require(family: str) -> None:
 def live():
     """For live tests: root, a clean lab session, and no program left behind afterwards."""
     require("tracepoint")
-    from ebpf_magic.session import SESSION
-
     from ebpf_magic.cgroups import lab_cgroups
+    from ebpf_magic.session import SESSION
 
     before, links_before = held_prog_ids(), held_link_ids()
     yield SESSION

@@ -6,9 +6,10 @@ import socket
 import pytest
 
 from tests.conftest import require
-from tests.live.cgroup_helpers import HOSTS, array, build, cg, free_port, run_py, servers  # noqa: F401
+from tests.live.cgroup_helpers import HOSTS, array, build, cg, free_port, run_py, servers
 
 pytestmark = pytest.mark.live
+FIXTURES = (cg, servers,)   # imported fixtures: pytest finds them by name
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import require
-from tests.live.cgroup_helpers import array, cg, run_py, servers  # noqa: F401
+from tests.live.cgroup_helpers import cg, run_py, servers
 from tests.live.test_cgroup import UDP_EXCHANGE, connect_child
 from tests.live.test_sockmap import finish, keys, start_pairs
 
 pytestmark = pytest.mark.live
+FIXTURES = (cg, servers,)   # imported fixtures: pytest finds them by name
 
 HEAD = """\
 #include "vmlinux.h"
@@ -65,9 +66,9 @@ SEC("cgroup_skb/egress") int egress(struct __sk_buff *skb) { return count(skb, 1
 def test_core_sockops_and_sk_msg_in_one_object_redirect(ip, cg):
     require("sk_msg")
     cell = HEAD + """
-struct key { u32 local_port; u32 remote_port; };
+struct pair_key { u32 local_port; u32 remote_port; };
 struct { __uint(type, BPF_MAP_TYPE_SOCKHASH); __uint(max_entries, 64);
-         __type(key, struct key); __type(value, u32); } socks SEC(".maps");
+         __type(key, struct pair_key); __type(value, u32); } socks SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 3);
          __type(key, u32); __type(value, u32); } cfg SEC(".maps");   /* from port, target key */
 u64 established, redirected;
@@ -76,7 +77,7 @@ SEC("sockops")
 int on_ops(struct bpf_sock_ops *skops) {
     if ((skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
         && skops->family == 2) {
-        struct key k = {skops->local_port, bpf_ntohl(skops->remote_port)};
+        struct pair_key k = {skops->local_port, bpf_ntohl(skops->remote_port)};
         __sync_fetch_and_add(&established, 1);
         bpf_sock_hash_update(skops, &socks, &k, BPF_NOEXIST);
     }
@@ -88,7 +89,7 @@ int fastpath(struct sk_msg_md *msg) {
     u32 i0 = 0, i1 = 1, i2 = 2, *from = bpf_map_lookup_elem(&cfg, &i0);
     u32 *lp = bpf_map_lookup_elem(&cfg, &i1), *rp = bpf_map_lookup_elem(&cfg, &i2);
     if (!from || !lp || !rp || bpf_ntohl(msg->remote_port) != *from) return SK_PASS;
-    struct key k = {*lp, *rp};
+    struct pair_key k = {*lp, *rp};
     __sync_fetch_and_add(&redirected, msg->size);
     return bpf_msg_redirect_hash(msg, &socks, &k, BPF_F_INGRESS);
 }
@@ -138,3 +139,37 @@ int no_zero(struct bpf_cgroup_dev_ctx *ctx) {
         print(json.dumps(res))""")
     assert out == ["EPERM", "EPERM"]
     assert (h.globals["denied_sockets"], h.globals["denied_devices"]) == (1, 1)
+
+
+def test_core_sk_msg_uses_the_sockhash_of_a_bcc_handle(ip, cg):
+    """--map est:socks across engines: libbpf reuses the BCC handle's map for the cell's own socks."""
+    from tests.live.test_sockmap import SOCKOPS
+
+    require("sk_msg")
+    ip.user_ns["cg"] = cg
+    ip.run_cell_magic("bpf", "sockops --cgroup cg -n est -q", SOCKOPS)
+    est = ip.user_ns["est"]
+    cell = HEAD + """
+struct pair_key { u32 local_port; u32 remote_port; };
+struct { __uint(type, BPF_MAP_TYPE_SOCKHASH); __uint(max_entries, 64);
+         __type(key, struct pair_key); __type(value, u32); } socks SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 3);
+         __type(key, u32); __type(value, u32); } cfg SEC(".maps");
+u64 redirected;
+SEC("sk_msg")
+int fastpath(struct sk_msg_md *msg) {
+    u32 i0 = 0, i1 = 1, i2 = 2, *from = bpf_map_lookup_elem(&cfg, &i0);
+    u32 *lp = bpf_map_lookup_elem(&cfg, &i1), *rp = bpf_map_lookup_elem(&cfg, &i2);
+    if (!from || !lp || !rp || bpf_ntohl(msg->remote_port) != *from) return SK_PASS;
+    struct pair_key k = {*lp, *rp};
+    __sync_fetch_and_add(&redirected, msg->size);
+    return bpf_msg_redirect_hash(msg, &socks, &k, BPF_F_INGRESS);
+}
+""" + LICENSE
+    h = ip.run_cell_magic("bpf", "--map est:socks -n fast", cell)
+    proc, ports = start_pairs(cg)
+    assert keys(est, "socks") == 4 and keys(h, "socks") == 4   # one map, seen from both handles
+    for i, port in enumerate((ports["l1"], ports["l2"], ports["c2"])):
+        _put_u32(h, "cfg", i, port)
+    assert finish(proc) == {"s2": "hello"}
+    assert h.globals["redirected"] == 5

@@ -13,9 +13,10 @@ import pytest
 from ebpf_magic import libbpf
 from ebpf_magic.attach.sockmap import map_fd
 from tests.conftest import require
-from tests.live.cgroup_helpers import array, build, cg  # noqa: F401
+from tests.live.cgroup_helpers import array, cg
 
 pytestmark = pytest.mark.live
+FIXTURES = (cg,)   # imported fixtures: pytest finds them by name
 
 SOCKOPS = """
 struct key { u32 local_port; u32 remote_port; };
