@@ -136,10 +136,11 @@ def _parse(magic, line: str):
 
 
 def register(ipython) -> None:
-    from .magics_cgroup import CgroupMagics
+    from .magics_cgroup import CgroupMagics, sweep_stale
 
     ipython.register_magics(BPFMagics)
     ipython.register_magics(CgroupMagics)
+    sweep_stale()
 
 
 def unregister(ipython) -> None:

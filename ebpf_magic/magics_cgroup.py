@@ -57,3 +57,14 @@ def _frame():
                          "programs": ", ".join(names) or "-"})
     return pd.DataFrame(rows, columns=["path", "id", "processes", "programs"])
 
+
+
+def sweep_stale() -> None:
+    """At extension load: remove the lab cgroups of lab processes that died (a kill -9 leaves one)."""
+    from . import cgroups
+    from .errors import BPFLabError
+
+    try:
+        cgroups.sweep()
+    except (BPFLabError, OSError):
+        pass   # no cgroup v2 or not root: nothing of the lab's can be there
