@@ -9,7 +9,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 class CgroupMagics(Magics):
     @magic_arguments()
     @argument("name", nargs="?", default="lab",
-              help="the lab cgroup's name in this session (default: lab); %%bpf ... --cgroup NAME finds it "
+              help="the lab cgroup's name in this session (default: lab); a cell's --cgroup finds it "
                    "by this name or by the variable it was assigned to")
     @argument("--close", action="store_true",
               help="detach the programs attached to it, kill its processes and remove it")
