@@ -210,6 +210,10 @@ def build(cell) -> object:
     program = None
     try:
         fn = _choose_function(module.functions(), cell.fn)
+        if cell.options.map:
+            from .attach.sockmap import share_bcc_maps
+
+            share_bcc_maps(module, cell.options)
         fd = load(module, fn, section, btf_id=btf_id)
         if "bpf_trace_printk" in cell.text:
             tracepipe.drain()

@@ -103,7 +103,8 @@ def probe_function(cell: Cell) -> str:
 # Which families read which magic-line option (the attachers under attach/); any other cell would ignore it.
 _OPTION_FAMILIES = {"pid": ("uprobe", "uretprobe", "usdt", "perf_event"), "event": ("perf_event",),
                     "freq": ("perf_event",), "period": ("perf_event",), "cpu": ("perf_event",),
-                    "dev": ("xdp", "tc", "tcx", "socket"), "xdp_mode": ("xdp",), "direction": ("tc",)}
+                    "dev": ("xdp", "tc", "tcx", "socket"), "xdp_mode": ("xdp",), "direction": ("tc",),
+                    "cgroup": ("cgroup", "sockops"), "map": ("sk_msg", "sk_skb")}
 
 
 def _check_options_apply(options: Options, sections) -> None:

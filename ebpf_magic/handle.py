@@ -123,6 +123,10 @@ class BaseHandle:
     def attached(self) -> bool:
         return any(a.attached for a in self.attachments)
 
+    def uses(self, resource) -> bool:
+        """Attached to a session resource (a lab cgroup): the session detaches it before closing that."""
+        return any(a.target is resource and a.attached for a in self.attachments)
+
     def detach(self) -> None:
         for a in reversed(self.attachments):
             try:

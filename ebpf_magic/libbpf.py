@@ -135,6 +135,7 @@ _SIGNATURES = {
     "bpf_map__btf_value_type_id": (ct.c_uint32, [_P]),
     "bpf_map__initial_value": (_P, [_P, ct.POINTER(ct.c_size_t)]),
     "bpf_map__is_internal": (ct.c_bool, [_P]),
+    "bpf_map__reuse_fd": (ct.c_int, [_P, ct.c_int]),
     # BTF
     "btf__load_vmlinux_btf": (_P, []),
     "btf__free": (None, [_P]),
@@ -175,6 +176,9 @@ _SIGNATURES = {
                                         ct.POINTER(ct.c_uint32), ct.c_void_p]),
     "bpf_map_get_next_key": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p]),
     "bpf_map_lookup_elem": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p]),
+    "bpf_map_update_elem": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_uint64]),
+    "bpf_map_delete_elem": (ct.c_int, [ct.c_int, ct.c_void_p]),
+    "bpf_map_get_fd_by_id": (ct.c_int, [ct.c_uint32]),
     "bpf_prog_get_next_id": (ct.c_int, [ct.c_uint32, ct.POINTER(ct.c_uint32)]),
     "bpf_prog_get_fd_by_id": (ct.c_int, [ct.c_uint32]),
     "bpf_obj_get_info_by_fd": (ct.c_int, [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]),

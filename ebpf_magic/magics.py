@@ -39,6 +39,10 @@ class BPFMagics(Magics):
                                                    "does, instead of a tcx link")
     @argument("--real-dev", action="store_true", help="--dev names an interface of this machine itself, "
                                                       "outside the lab network (never needed in the course)")
+    @argument("--cgroup", help="cgroup_skb/*, cgroup/*, sockops: the cgroup to attach to: a lab cgroup "
+                               "(cg = %%bpf_cgroup, then --cgroup cg) or a cgroup v2 directory")
+    @argument("--map", help="sk_msg, sk_skb/*: the sockmap or sockhash to attach to, HANDLE:MAP "
+                            "(e.g. est:sock_hash) or MAP of the cell itself")
     @argument("--cflags", action="append", default=[],
               help="extra clang flags: --cflags '-DN=4 -DM=2' or --cflags=-DN=4; repeatable")
     @argument("--engine", choices=["bcc", "core"],
@@ -67,6 +71,7 @@ class BPFMagics(Magics):
         """
         from . import cell as cells
         from .attach import Options
+        from .cgroups import resolve
         from .loader import run
 
         args = _parse(self.bpf, line)
@@ -74,7 +79,8 @@ class BPFMagics(Magics):
             cell, args.sec, engine=args.engine, name=args.name, fn=args.fn,
             options=Options(pid=args.pid, event=args.event, freq=args.freq, period=args.period, cpu=args.cpu,
                             dev=args.dev, xdp_mode=args.xdp_mode, direction=args.direction,
-                            clsact=args.clsact, real_dev=args.real_dev),
+                            clsact=args.clsact, real_dev=args.real_dev,
+                            cgroup=resolve(args.cgroup, self.shell.user_ns), map=args.map),
             cflags=cells.split_cflags(args.cflags), sets=args.set, event_type=args.event_type, quiet=args.quiet)
         defaults = {"duration": self.default_duration, "max_events": self.max_events}
         program = SESSION.replace(parsed.name, lambda: run(parsed), defaults)
@@ -165,15 +171,18 @@ def _words(magic: str, line: str, count: int, example: str) -> list[str]:
 
 
 def register(ipython) -> None:
+    from .magics_cgroup import CgroupMagics, sweep_stale
     from .magics_net import NetMagics
 
     ipython.register_magics(BPFMagics)
     ipython.register_magics(NetMagics)
+    ipython.register_magics(CgroupMagics)
+    sweep_stale()
 
 
 def unregister(ipython) -> None:
     SESSION.release_all()
     table = ipython.magics_manager.magics
-    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach", "bpf_net"])):
+    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach", "bpf_net", "bpf_cgroup"])):
         for n in names:
             table[kind].pop(n, None)

@@ -36,6 +36,30 @@ def held_prog_ids(pid: int | str = "self") -> set[int]:
     return ids
 
 
+def held_link_ids(pid: int | str = "self") -> set[int]:
+    """BPF links this process holds an fd of (cgroup, sockmap, perf, ... links)."""
+    return _fdinfo_ids(pid, "link_id:")
+
+
+def held_sockmap_ids(pid: int | str = "self") -> set[int]:
+    """Sockmaps and sockhashes (map types 15, 18) this process holds an fd of."""
+    return _fdinfo_ids(pid, "map_id:", lambda text: any(f"map_type:\t{t}\n" in text for t in (15, 18)))
+
+
+def _fdinfo_ids(pid, field: str, keep=lambda _text: True) -> set[int]:
+    ids = set()
+    base = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(base):
+        try:
+            with open(f"{base}/{fd}") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if keep(text):
+            ids.update(int(ln.split()[1]) for ln in text.splitlines() if ln.startswith(field))
+    return ids
+
+
 def require(family: str) -> None:
     """Skip where this kernel lacks ``family`` (printing why); never skip a family it has.
 
@@ -65,14 +89,21 @@ def require(family: str) -> None:
 def live():
     """For live tests: root, a clean lab session, and no program left behind afterwards."""
     require("tracepoint")
+    from ebpf_magic.cgroups import lab_cgroups
     from ebpf_magic.session import SESSION
 
-    before = held_prog_ids()
+    before, links_before, maps_before = held_prog_ids(), held_link_ids(), held_sockmap_ids()
     yield SESSION
     SESSION.release_all()
     left = held_prog_ids() - before
     assert not left, f"programs left loaded after the test: {sorted(left)}"
     assert not left & kernel_prog_ids()
+    links = held_link_ids() - links_before
+    assert not links, f"BPF links left after the test: {sorted(links)}"
+    maps = held_sockmap_ids() - maps_before
+    assert not maps, f"sockmaps held by no handle after the test: {sorted(maps)}"
+    cgroups = lab_cgroups(os.getpid())
+    assert not cgroups, f"lab cgroups left after the test: {cgroups}"
 
 
 @pytest.fixture

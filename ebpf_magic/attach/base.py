@@ -23,6 +23,8 @@ class Options:
     direction: str | None = None    # tc/classifier: "ingress" or "egress"
     clsact: bool = False            # tc: a netlink clsact filter, as tc(8) makes, instead of a tcx link
     real_dev: bool = False          # --dev names an interface of this machine, outside the lab network
+    cgroup: object = None       # cgroup families, sockops: a cgroups.LabCgroup or a cgroup v2 path
+    map: str | None = None      # sk_msg, sk_skb: "HANDLE:MAP" (another handle's map) or "MAP" (the cell's)
 
     def check(self) -> None:
         """Refuse what no kernel could use, before anything compiles."""
@@ -43,9 +45,11 @@ class Options:
             close = close_matches(self.event, EVENTS)
             raise UsageError(f"unknown perf event {self.event!r}",
                              hint=(f"did you mean {', '.join(close)}? " if close else "") + "one of: " + ", ".join(EVENTS))
-        from .net import check_options
+        from . import cgroup, net
 
-        check_options(self)
+        net.check_options(self)
+        if self.cgroup is not None or self.map is not None:
+            cgroup.check_options(self)
         if self.pid is not None and not os.path.exists(f"/proc/{self.pid}"):
             raise UsageError(f"--pid {self.pid}: no such process",
                              hint="list processes with ps -e, or start the program first (subprocess.Popen)")
@@ -76,6 +80,7 @@ class Attachment:
     _detach: Callable[[], None] | None = None
     fd: int | None = None   # the link fd, for links the lab reads from (iterators)
     program: str | None = None  # the program function attached here (CO-RE objects hold several)
+    target: object = None   # the session resource it is attached to (a lab cgroup), if any
 
     def detach(self) -> None:
         fn, self._detach = self._detach, None
@@ -90,8 +95,8 @@ class Attachment:
         return f"{self.kind} {self.point}"
 
 
-def fd_link(kind: str, point: str, link_fd: int) -> Attachment:
-    return Attachment(kind, point, lambda: os.close(link_fd), fd=link_fd)
+def fd_link(kind: str, point: str, link_fd: int, target: object = None) -> Attachment:
+    return Attachment(kind, point, lambda: os.close(link_fd), fd=link_fd, target=target)
 
 
 def bcc_call(what: str, call: Callable[[], object], *, hint: str, close: list[str] | None = None):

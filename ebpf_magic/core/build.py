@@ -25,6 +25,10 @@ def build(cell) -> CoreProgram:
             raise UsageError(f"--event-type {cell.event_type}: no such type in the cell's BTF",
                              hint=f"clang keeps only types the code uses: declare `struct {cell.event_type} "
                                   f"*_{cell.event_type}_unused __attribute__((unused));` in the cell")
+        if cell.options.map:
+            from ..attach.sockmap import share_core_maps
+
+            share_core_maps(obj, cell.options)
         obj.load()
         links = obj.attach(cell.options)
         first = next((p.name for p in obj.programs if p.autoload), "cell")
