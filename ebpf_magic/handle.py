@@ -124,7 +124,7 @@ class BaseHandle:
         return any(a.attached for a in self.attachments)
 
     def uses(self, resource) -> bool:
-        """Attached to a session resource (a lab cgroup): the session detaches it before closing that."""
+        """Attached to a session resource (the lab network, a lab cgroup): the session detaches it first."""
         return any(a.target is resource and a.attached for a in self.attachments)
 
     def detach(self) -> None:
@@ -187,9 +187,6 @@ class BaseHandle:
 
         return to_pcap(self, path)
 
-    def uses(self, resource) -> bool:
-        """Attached to ``resource`` (the lab network): the session detaches it before closing that."""
-        return any(getattr(a, "resource", None) is resource for a in self.attachments if a.attached)
 
 
 class Program(BaseHandle):

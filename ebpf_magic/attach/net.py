@@ -29,7 +29,6 @@ class Device:
 
 @dataclass
 class NetAttachment(Attachment):
-    resource: object = None     # the lab network, so closing it detaches this first
     sock: object = None         # socket filters: the packet socket the program filters
 
 

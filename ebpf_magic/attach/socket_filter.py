@@ -41,7 +41,7 @@ def socket_filter(req: Request) -> list[NetAttachment]:
                           hint="socket filters take struct __sk_buff *skb and return the bytes to keep") from None
     sock.setblocking(False)
     return [NetAttachment("socket", f"{dev.label} (packet socket)", sock.close, fd=sock.fileno(),
-                          resource=dev.network, sock=sock)]
+                          target=dev.network, sock=sock)]
 
 
 def _ifname(ifindex: int) -> str:

@@ -54,7 +54,7 @@ def tc(req: Request) -> list[NetAttachment]:
         fd, err = dev.run(create)
         if fd >= 0:
             return [NetAttachment("tcx", f"{dev.label} {direction}", lambda: os.close(fd), fd=fd,
-                                  resource=dev.network)]
+                                  target=dev.network)]
         if err not in (errno.EINVAL, errno.EOPNOTSUPP):  # those two: a kernel without tcx
             raise link_error(f"attaching tc program {req.fn} to {dev.label} {direction}", err,
                              hint="tc programs take struct __sk_buff *skb and return TC_ACT_*")
@@ -94,7 +94,7 @@ def clsact(req: Request, dev: Device, direction: str) -> NetAttachment:
             pass
 
     return NetAttachment("clsact", f"{dev.label} {direction} (netlink filter, prio {prio})", remove,
-                         resource=dev.network)
+                         target=dev.network)
 
 
 def _remove_filter(ifindex: int, parent: str, prio: int) -> None:

@@ -38,7 +38,7 @@ def xdp(req: Request) -> list[NetAttachment]:
                          err, hint="EBUSY: another XDP program holds the device (detach it first); "
                                    "EOPNOTSUPP in drv mode: the driver has no native XDP, use --xdp-mode skb")
     return [NetAttachment("xdp", f"{dev.label} ({shown or mode or 'kernel default'} mode)",
-                          lambda: os.close(fd), fd=fd, resource=dev.network)]
+                          lambda: os.close(fd), fd=fd, target=dev.network)]
 
 
 def _attached_mode(ifindex: int) -> str | None:
