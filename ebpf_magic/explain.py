@@ -156,7 +156,7 @@ def _variable(entry: Entry, m: re.Match, line: str, cell: str, helper: str | Non
     reg = m.groupdict().get("reg")
     args = _call_args(line, helper)
     if reg and args and 0 < int(reg) <= len(args):
-        return args[int(reg) - 1]
+        return args[int(reg) - 1].lstrip("&").strip() or None
     found = _words(r"\[\s*([A-Za-z_]\w*)", line) or _words(r"[+\-]\s*([A-Za-z_]\w*)\b(?!\s*\()", line)
     return found[0] if found else None
 

@@ -88,10 +88,10 @@ VERIFIER: tuple[Entry, ...] = (
     _e("stack_out_of_bounds", r"invalid (?:write|read) to stack R\d+ off=|invalid stack off=",
        "the access falls outside the program's 512-byte stack",
        "keep locals small; put large buffers in a per-CPU array map", "index"),
-    _e("uninit_stack", r"invalid (?:indirect )?read from stack",
+    _e("uninit_stack", r"invalid (?:indirect )?read from stack (?:R(?P<reg>\d+))?",
        "{var} is passed or read before every byte of it is written (padding included)",
-       "initialise it: struct key k = {{}}; or __builtin_memset(&k, 0, sizeof(k)); before filling it in",
-       "addr"),
+       "initialise it where it is declared: = {{}}; or __builtin_memset(&{var}, 0, sizeof({var})); "
+       "then fill it in", "index"),
     _e("combined_stack", r"combined stack size of (?P<calls>\d+) calls is (?P<size>\d+)",
        "the functions on one call chain use {size} bytes of stack together; the limit is 512",
        "make the large buffers static globals or per-CPU array map values, or mark helpers __always_inline"),
