@@ -232,9 +232,9 @@ def explain_compile(cell: str, messages: list[str], engine: str | None) -> Expla
                 entry.cause == "core_syntax_in_bcc" and engine == "bcc":
             found = entry.pattern.search(_code_only(cell))
             if found:
-                values = _Fill(found=found[0].strip().rstrip("(").strip(), **{})
+                values = _Fill(found=found[0].strip().rstrip("(").strip())
                 text, fix = _render(entry, values)
-                return Explanation(entry.cause, text, fix, found[0].strip())
+                return Explanation(entry.cause, text, fix, values["found"])
             continue
         if entry.cause in ("bcc_syntax_in_core", "core_syntax_in_bcc"):
             continue

@@ -202,7 +202,7 @@ CORE_ONLY = re.compile(r"\bSEC\s*\(\s*\"|#\s*include\s*[\"<]vmlinux\.h|\b__uint\
 COMPILE: tuple[Entry, ...] = (
     _c("bcc_syntax_in_core", BCC_ONLY.pattern,
        "this is a libbpf (CO-RE) cell, but `{found}` is BCC's dialect, which plain clang does not know",
-       'declare maps as struct { __uint(type, BPF_MAP_TYPE_HASH); ... } name SEC(".maps"); and use '
+       'declare maps as struct {{ __uint(type, BPF_MAP_TYPE_HASH); ... }} name SEC(".maps"); and use '
        "bpf_map_lookup_elem(&name, &key); or write the SEC on the magic line for a BCC cell"),
     _c("core_syntax_in_bcc", CORE_ONLY.pattern,
        "this is a BCC cell (SEC on the magic line), but `{found}` belongs to libbpf (CO-RE) programs",

@@ -421,7 +421,7 @@ CASES = [
             counts.increment(pid);
             return 0;
         }
-        """), variable="BPF_HASH(", words=["BCC's dialect", "bpf_map_lookup_elem"], error=CompileError),
+        """), variable="BPF_HASH", words=["BCC's dialect", "bpf_map_lookup_elem"], error=CompileError),
     Case("core_in_bcc", "core_syntax_in_bcc", dedent("""\
         struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 16); __type(key, u32); __type(value, u64); } counts SEC(".maps");
         int f(void *ctx) {
