@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 from . import libbpf
 from .errors import BPFLabError, CompileError, NotRootError, VerifierError
+from .explain import explain_compile, explain_verifier
 from .source import CELL_FILE
+from .verifier_catalogue import NOISE, TRAILER
 
-_DIAG = re.compile(rf"^{CELL_FILE}:(\d+):(\d+): (error|warning): (.*)$")
+_DIAG = re.compile(rf"^{CELL_FILE}:(\d+):(\d+): (?:fatal )?(error|warning): (.*)$")
 _ANY_ERROR = re.compile(r"^(\S+?):(\d+):(\d+): (?:fatal )?error: (.*)$")
 
 
@@ -35,23 +37,30 @@ def warnings_of(cell: str, printed: str) -> list[str]:
     return lines
 
 
-def compile_error(cell: str, printed: str, exc: object, hint: str | None = None) -> CompileError:
+def compile_error(cell: str, printed: str, exc: object, hint: str | None = None,
+                  engine: str = "bcc") -> CompileError:
+    """The error for a cell clang refused; ``engine`` says which dialect the cell was compiled as."""
     lines = printed.splitlines()
-    errors = [(int(m[1]), int(m[2]), m[4]) for m in map(_DIAG.match, lines) if m and m[3] == "error"]
+    errors = list(dict.fromkeys((int(m[1]), int(m[2]), m[4]) for m in map(_DIAG.match, lines)
+                                if m and m[3] == "error"))
+    explained = explain_compile(cell, [m for _, _, m in errors] or lines, engine)
+    extra = {} if explained is None else dict(explanation=explained.text, cause=explained.cause,
+                                              variable=explained.variable, hint=explained.fix)
     if errors:
         line, col, msg = errors[0]
-        detail = [f"cell line {ln}:{c}: {m}" for ln, c, m in errors[:6]]
-        if len(errors) > 6:
-            detail.append(f"... and {len(errors) - 6} more errors")
-        return CompileError(
-            msg, where=f"cell line {line}: {_cell_line(cell, line)}", detail="\n".join(detail),
-            hint=hint or "fix the C in the cell; BCC's dialect: map.lookup()/increment(), bpf_probe_read_*()")
+        shown = 3 if explained else 6
+        detail = [f"cell line {ln}:{c}: {m}" for ln, c, m in errors[1:shown]]
+        if len(errors) > shown:
+            detail.append(f"... and {len(errors) - shown} more errors")
+        return CompileError(msg, where=f"cell line {line}: {_cell_line(cell, line)}", detail="\n".join(detail),
+                            **{"hint": hint or "fix the C in the cell; BCC's dialect: map.lookup()/increment(), "
+                                               "bpf_probe_read_*()", **extra})
     others = [m for m in map(_ANY_ERROR.match, lines) if m]
     if others:
         m = others[0]
         return CompileError(m[4], where=f"{m[1]}:{m[2]} (a header, not the cell)",
-                            hint="a header the cell includes does not compile with this kernel's headers; "
-                                 "check %bpf_features for the headers in use")
+                            **{"hint": "a header the cell includes does not compile with this kernel's headers; "
+                                       "check %bpf_features for the headers in use", **extra})
     tail = "\n".join(ln for ln in lines[-8:] if ln.strip()) or str(exc)
     return CompileError("BCC could not compile the cell", detail=tail,
                         hint="check that kernel headers are installed (%bpf_features)")
@@ -68,13 +77,11 @@ def load_error(fn: str, section, err: int, log: str, cell: str,
             return reason
         return NotRootError(f"loading {fn} needs CAP_BPF and CAP_PERFMON (errno EPERM)",
                             hint="run JupyterLab as root: sudo make lab")
-    lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith(("In file included", " "))]
-    verifier = [ln for ln in lines if not _ANY_ERROR.match(ln) and "warning" not in ln]
+    lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith(("In file included", " ", "libbpf:"))]
+    verifier = [ln for ln in lines if not _ANY_ERROR.match(ln) and "warning" not in ln and not NOISE.search(ln)]
     tail_end = next((i for i in range(len(verifier) - 1, -1, -1)
-                     if not verifier[i].startswith(("processed ", "HINT", "bpf: Failed", "verification time",
-                                                    "stack depth", "-- END"))), len(verifier) - 1)
-    excerpt = verifier[max(0, tail_end - 5): tail_end + 1]
-    where = None
+                     if not verifier[i].startswith(TRAILER)), len(verifier) - 1)
+    where, cell_line = None, None
     for ln in reversed(verifier[: tail_end + 1]):
         m = re.search(rf"@ {CELL_FILE}:(\d+)", ln)
         if m and int(m[1]) > 0:
@@ -82,17 +89,26 @@ def load_error(fn: str, section, err: int, log: str, cell: str,
             if cell_line:
                 where = f"cell line {cell_line}: {_cell_line(cell, cell_line)}"
             break
+
     def renumber(m: re.Match) -> str:
         n = cell_line_of(int(m[1]))
         return f"@ {CELL_FILE}:{n}" if n else m[0]
 
-    excerpt = [re.sub(rf"@ {CELL_FILE}:(\d+)", renumber, ln) for ln in excerpt]
+    explained = explain_verifier(verifier, err, cell, section, cell_line_of, cell_line)
+    what = verifier[tail_end] if verifier else f"{libbpf.strerror(err)} loading {fn}"
+    if explained is not None and explained.cause == "too_large" and "too large" not in what:
+        what = f"BPF program is too large ({libbpf.strerror(err)}: the log ran out before the verifier's last line)"
+    # A learner reads the cause in the explanation; a few lines of the log show the verifier's view.
+    shown = 3 if explained is not None else 5
+    excerpt = [re.sub(rf"@ {CELL_FILE}:(\d+)", renumber, ln) for ln in verifier[max(0, tail_end - shown): tail_end]]
     hints = [ln[len("HINT: "):] for ln in verifier if ln.startswith("HINT: ")]
     if any("is not modifiable" in ln for ln in verifier):
         hints.insert(0, "fmod_ret attaches only to functions on the error-injection list "
                         "(/sys/kernel/debug/error_injection/list) and to security_* hooks")
-    what = verifier[tail_end] if verifier else f"{libbpf.strerror(err)} loading {fn}"
-    return VerifierError(
-        what, where=where, detail="\n".join(excerpt[:-1]),
-        hint=hints[0] if hints else "bound every access the verifier complains about; "
-                                    f"{section.family} programs get a {section.prog_type.name} context")
+    if explained is None:
+        return VerifierError(
+            what, where=where, detail="\n".join(excerpt),
+            hint=hints[0] if hints else "bound every access the verifier complains about; "
+                                        f"{section.family} programs get a {section.prog_type.name} context")
+    return VerifierError(what, where=where, detail="\n".join(excerpt), hint=explained.fix,
+                         explanation=explained.text, cause=explained.cause, variable=explained.variable)

@@ -21,12 +21,18 @@ class BPFLabError(Exception):
     kind = "BPF error"
 
     def __init__(self, what: str, *, where: str | None = None,
-                 hint: str | None = None, detail: str | None = None):
+                 hint: str | None = None, detail: str | None = None,
+                 explanation: str | None = None, cause: str | None = None, variable: str | None = None):
         super().__init__(what)
         self.what = what
         self.where = where
         self.hint = hint
         self.detail = detail
+        # From the failure catalogue (ebpf_magic/verifier_catalogue.py): the plain reason, the
+        # entry's short id (e.g. "null_map_value") and the C name involved, where one was found.
+        self.explanation = explanation
+        self.cause = cause
+        self.variable = variable
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
@@ -35,6 +41,8 @@ class BPFLabError(Exception):
         out = [f"{self.kind}: {self.what}"]
         if self.where:
             out.append(f"  at {self.where}")
+        if self.explanation:
+            out.append(f"  why: {self.explanation}")
         if self.detail:
             detail = self.detail.rstrip().splitlines()
             if len(detail) > MAX_DETAIL:
@@ -47,7 +55,7 @@ class BPFLabError(Exception):
     def _render_traceback_(self) -> list[str]:
         head, *rest = self.lines()
         return [f"{_RED}{_BOLD}{head}{_RESET}"] + [
-            f"{_DIM}{ln}{_RESET}" if ln.startswith("  ") and not ln.startswith("  try:") else ln
+            f"{_DIM}{ln}{_RESET}" if ln.startswith("  ") and not ln.startswith(("  try:", "  why:")) else ln
             for ln in rest
         ]
 

@@ -160,7 +160,8 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
             hint = _HINT if kernel_types else (
                 "a cell with SEC(\"...\") and no SEC on the magic line is a libbpf program (CO-RE): "
                 "#include \"vmlinux.h\" and <bpf/bpf_helpers.h>; for BCC C, put the SEC on the magic line")
-            raise compile_error(cell, proc.stderr, f"clang exited with {proc.returncode}", hint=hint) from None
+            raise compile_error(cell, proc.stderr, f"clang exited with {proc.returncode}", hint=hint,
+                                engine="core") from None
         found = warnings_of(cell, proc.stderr)
         # The warnings go first: an object without its file would replay as warning-free.
         _atomic_write(warn, lambda t: _write_lines(t, found))

@@ -67,7 +67,8 @@ def test_verifier_rejection_names_the_cell_line(ip):
     err = run_failing(ip, "tracepoint/syscalls/sys_enter_getpid", cell, VerifierError)
     assert "map_value_or_null" in err.what
     assert err.where == "cell line 5: u64 next = *seen + 1;"
-    assert "NULL" in err.hint
+    assert (err.cause, err.variable) == ("null_map_value", "seen")
+    assert "NULL" in err.explanation and "if (!seen)" in err.hint
 
 
 def test_attach_failure_suggests_tracepoints(ip):
