@@ -48,9 +48,9 @@ def map_fd(handle, name: str) -> int:
 
 def bcc_table_fd(module, name: str) -> int:
     """A BCC module's map fd, from libbcc itself: BCC's Python has no table class for every map type."""
-    from ..bcc_engine import _bcc
+    from ..bcc_engine import bcc_module as _bcc
 
-    return _bcc().lib.bpf_table_fd(module.bpf.module, name.encode())
+    return bcc_module().lib.bpf_table_fd(module.bpf.module, name.encode())
 
 
 def _own_map_fd(req: Request, name: str) -> int:
