@@ -48,7 +48,7 @@ def map_fd(handle, name: str) -> int:
 
 def bcc_table_fd(module, name: str) -> int:
     """A BCC module's map fd, from libbcc itself: BCC's Python has no table class for every map type."""
-    from ..bcc_engine import bcc_module as _bcc
+    from ..bcc_engine import bcc_module
 
     return bcc_module().lib.bpf_table_fd(module.bpf.module, name.encode())
 
