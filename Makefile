@@ -10,8 +10,7 @@ setup:
 	@bash scripts/setup-system.sh
 
 lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --allow-root \
-		--ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --config=jupyter/jupyter_server_config.py --port=$(PORT)
 
 test: setup
 	@bash scripts/run-tests.sh
