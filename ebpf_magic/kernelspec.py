@@ -66,7 +66,7 @@ def install(prefix: str = sys.prefix, python: str = sys.executable) -> Path:
         (src / "kernel.json").write_text(json.dumps(spec(python), indent=1) + "\n")
         for size in (32, 64):
             draw_logo(src / f"logo-{size}x{size}.png", size)
-        return Path(KernelSpecManager().install_kernel_spec(str(src), NAME, prefix=prefix, replace=True))
+        return Path(KernelSpecManager().install_kernel_spec(str(src), NAME, prefix=prefix))
 
 
 def main(argv: list[str] | None = None) -> None:

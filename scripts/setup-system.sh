@@ -143,5 +143,5 @@ kernel_dir=$venv/share/jupyter/kernels/ebpf-lab
 if [ ! -f "$kernel_dir/kernel.json" ] || [ "$here/ebpf_magic/kernelspec.py" -nt "$kernel_dir/kernel.json" ]; then
   "$venv/bin/python" -m ebpf_magic.kernelspec install
 fi
-install -D -m 644 "$here/jupyter/overrides.json" "$venv/share/jupyter/lab/settings/overrides.d/ebpf-lab.json"
+command install -D -m 644 "$here/jupyter/overrides.json" "$venv/share/jupyter/lab/settings/overrides.d/ebpf-lab.json"
 log "ready: kernel $kver, $("$venv/bin/python" -c 'import ebpf_magic.libbpf as l; print("libbpf", l.version())')"
