@@ -8,6 +8,7 @@ left untouched, and no other part of any notebook changes.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,11 +23,14 @@ def main(paths: list[str]) -> None:
         paths = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
     want = metadata()
     for path in paths:
-        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
-        if dict(nb.metadata.get("kernelspec", {})) == want:
+        text = Path(path).read_text()
+        nb = json.loads(text)   # keeps the keys' order: nbformat.write would sort them all
+        if nb["metadata"].get("kernelspec") == want:
             continue
-        nb.metadata["kernelspec"] = want
-        nbformat.write(nb, path)
+        nb["metadata"]["kernelspec"] = want
+        nbformat.validate(nbformat.from_dict(nb))
+        indent = 1 if text.startswith("{\n \"") else 2
+        Path(path).write_text(json.dumps(nb, indent=indent, ensure_ascii=False) + "\n")
         print(f"{path}: kernelspec -> {want['name']}")
 
 
