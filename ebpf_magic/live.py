@@ -86,7 +86,8 @@ class LiveView:
         while not self._stop.is_set():
             try:
                 self.last = snapshot(self.program, self.name, self.kind)
-                png = render_png(self.last, self.kind, f"{self.program.name}[{self.name!r}]")
+                # The update number in the title shows the view is live even while the map stands still.
+                png = render_png(self.last, self.kind, f"{self.program.name}[{self.name!r}], update {frames + 1}")
             except Exception as exc:  # the program was detached, or the map went away
                 self.status.value = f"stopped: {exc}".splitlines()[0]
                 self.stop()

@@ -25,7 +25,9 @@ from tests.browser.conftest import KERNEL_NAME, NOTEBOOKS, SCREENSHOTS, wait_for
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LIVE_NEXT_FRAME_S = 2.0
-RUN_ALL_TIMEOUT_S = 1200      # a bound on a hung chapter only; the slowest takes well under a minute
+RUN_ALL_TIMEOUT_S = 1200      # a bound on a hung chapter only; the slowest takes a few minutes on a busy machine
+LIVE_FRAMES_WANTED = 4
+LIVE_WATCH_S = 90             # a bound only: watching ends as soon as the view has drawn LIVE_FRAMES_WANTED
 PLOT_CALL = re.compile(r"\.plot\b|\bplt\.|\bsubplots\(|\bax\w*(\[\d\])?\.(bar|barh|broken_barh|imshow)\(")
 LIVE_CALL = re.compile(r"\.live\(")
 
@@ -61,8 +63,22 @@ const scan = () => {
 };
 new MutationObserver(scan).observe(w.content.node, {subtree: true, childList: true, attributes: true,
                                                     attributeFilter: ['src']});
+"""
+
+# Runs cells [first, last] as JupyterLab's own Run command does (stopping at an unexpected error),
+# or the whole notebook with Run All when no range is given.
+RUN_JS = """
+const [first, last] = arguments;
+const app = window.jupyterapp, nb = app.shell.currentWidget.content;
+let command = 'notebook:run-all-cells';
+if (first !== null) {
+  nb.activeCellIndex = first;
+  nb.deselectAll();
+  nb.extendContiguousSelectionTo(last);
+  command = 'notebook:run-cell';
+}
 window.__labRun = {done: false, ok: null, error: null};
-window.jupyterapp.commands.execute('notebook:run-all-cells').then(
+app.commands.execute(command).then(
   ok => { window.__labRun.done = true; window.__labRun.ok = ok; },
   e => { window.__labRun.done = true; window.__labRun.error = String(e); });
 """
@@ -246,6 +262,51 @@ def _screenshot(driver, name: str, cells: list[dict]) -> Path:
     return path
 
 
+def _segments(browser) -> list[tuple[int | None, int | None, bool]]:
+    """(first, last, is a live view) ranges of cells; [(None, None, False)] (Run All) without live views.
+
+    A learner watches a live view before running on: the chapter runs up to and including each
+    live view, the test watches it draw while the kernel is otherwise idle, then runs on.
+    """
+    sources = browser.execute_script("return window.jupyterapp.shell.currentWidget.content.widgets.map("
+                                     "c => c.model.type === 'code' ? c.model.sharedModel.getSource() : '');")
+    live = [i for i, src in enumerate(sources) if LIVE_CALL.search(src)]
+    if not live:
+        return [(None, None, False)]
+    out, start = [], 0
+    for i in live:
+        if i > start:
+            out.append((start, i - 1, False))
+        out.append((i, i, True))
+        start = i + 1
+    if start < len(sources):
+        out.append((start, len(sources) - 1, False))
+    return out
+
+
+def _run_chapter(browser, chapter: Path, pid: int, held: set[int]) -> dict:
+    run: dict = {}
+    for first, last, is_live in _segments(browser):
+        browser.execute_script(RUN_JS, first, last)
+
+        def finished():
+            held.update(_held_prog_ids(pid))   # sampled throughout: the chapter detaches its own at the end
+            run = browser.execute_script("return window.__labRun;")
+            return run["done"] and browser.execute_script(STATE_JS)["status"] == "idle" and run
+
+        run = wait_for(finished, RUN_ALL_TIMEOUT_S, f"{chapter.name}: cells {first}-{last} to run", every=0.5)
+        if run["error"] or run["ok"] is False:
+            return run    # Run All stops at an unexpected error too
+        if is_live:
+            try:
+                wait_for(lambda cell=first: len([f for f in browser.execute_script("return window.__labFrames;")
+                                                 if f["cell"] == cell and f["sig"]]) >= LIVE_FRAMES_WANTED,
+                         LIVE_WATCH_S, f"the live view in cell {first} to draw")
+            except TimeoutError:
+                pass   # what it did draw is judged with the other checks
+    return run
+
+
 @pytest.mark.live
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_runs_in_jupyterlab(chapter: Path, lab, browser):
@@ -262,14 +323,7 @@ def test_chapter_runs_in_jupyterlab(chapter: Path, lab, browser):
 
     browser.execute_script(RECORDER_JS)
     held: set[int] = set()
-
-    def finished():
-        held.update(_held_prog_ids(pid))   # sampled throughout: the chapter detaches its own at the end
-        run = browser.execute_script("return window.__labRun;")
-        s = browser.execute_script(STATE_JS)
-        return run["done"] and s["status"] == "idle" and run
-
-    run = wait_for(finished, RUN_ALL_TIMEOUT_S, f"Run All of {chapter.name}", every=0.5)
+    run = _run_chapter(browser, chapter, pid, held)
     ran_s = time.monotonic() - started
     cells = [c for c in browser.execute_script(CELLS_JS) if c]
     frames = browser.execute_script("return window.__labFrames;")
