@@ -73,32 +73,40 @@ class LiveView:
         self._thread = threading.Thread(target=self._run, name=f"bpf-live-{name}", daemon=True)
 
     def start(self) -> LiveView:
-        self._thread.start()
+        # The first frame is drawn before the widget is shown: an empty Image would show as a broken one.
+        if self._draw(0):
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self.button.disabled = True
 
+    def _draw(self, frames: int) -> bool:
+        """One frame; False (and the view stopped, saying why) once the map cannot be read."""
+        try:
+            self.last = snapshot(self.program, self.name, self.kind)
+            # The update number in the title shows the view is live even while the map stands still.
+            png = render_png(self.last, self.kind, f"{self.program.name}[{self.name!r}], update {frames + 1}")
+        except Exception as exc:  # the program was detached, or the map went away
+            self.status.value = f"stopped: {exc}".splitlines()[0]
+            self.stop()
+            return False
+        self.image.value = png
+        self.status.value = f"{frames + 1} updates, every {self.every:g} s"
+        return True
+
     def _run(self) -> None:
-        frames = 0
+        frames = 1
         due = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                self.last = snapshot(self.program, self.name, self.kind)
-                # The update number in the title shows the view is live even while the map stands still.
-                png = render_png(self.last, self.kind, f"{self.program.name}[{self.name!r}], update {frames + 1}")
-            except Exception as exc:  # the program was detached, or the map went away
-                self.status.value = f"stopped: {exc}".splitlines()[0]
-                self.stop()
-                return
-            self.image.value = png
-            frames += 1
-            self.status.value = f"{frames} updates, every {self.every:g} s"
+        while True:
             # A fixed cadence: drawing takes time of its own, which must not stretch the period.
             due = max(due + self.every, time.monotonic())
-            self._stop.wait(due - time.monotonic())
-        self.status.value = f"stopped after {frames} updates"
+            if self._stop.wait(due - time.monotonic()) or not self._draw(frames):
+                break
+            frames += 1
+        if self._stop.is_set() and not self.status.value.startswith("stopped"):
+            self.status.value = f"stopped after {frames} updates"
 
     def _ipython_display_(self):
         from IPython.display import display
