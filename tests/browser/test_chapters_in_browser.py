@@ -72,9 +72,9 @@ const [first, last] = arguments;
 const app = window.jupyterapp, nb = app.shell.currentWidget.content;
 let command = 'notebook:run-all-cells';
 if (first !== null) {
-  nb.activeCellIndex = first;
   nb.deselectAll();
-  nb.extendContiguousSelectionTo(last);
+  nb.activeCellIndex = first;
+  if (last > first) nb.extendContiguousSelectionTo(last);
   command = 'notebook:run-cell';
 }
 window.__labRun = {done: false, ok: null, error: null};
