@@ -4,17 +4,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 
-.PHONY: lab test setup lint unit live notebooks bench vm-test vm-image
+.PHONY: lab test setup lint unit live notebooks bench vm-test vm-image browser-test
 
 setup:
 	@bash scripts/setup-system.sh
 
 lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --allow-root \
-		--ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --config=jupyter/jupyter_server_config.py --port=$(PORT)
 
 test: setup
 	@bash scripts/run-tests.sh
+
+# Chromium (Debian's) drives JupyterLab through every host chapter: plots, live views, leftovers.
+browser-test: setup
+	@bash scripts/setup-browser.sh
+	$(PY) -m pytest -p no:cacheprovider tests/browser $(PYTEST_ARGS)
 
 # Writes bench/results/<date>-<host>.json, then the README's table from the newest result file.
 bench: setup

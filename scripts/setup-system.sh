@@ -136,4 +136,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 "$venv/bin/python" -c 'import bcc, ebpf_magic' || {
   echo "bcc or ebpf_magic does not import in $venv" >&2; exit 1; }
+
+# --- the "eBPF lab" kernel and JupyterLab's settings (news pop-up off) ---------------
+# The chapters name this kernel in their metadata, so nbval and `make lab` both need it.
+kernel_dir=$venv/share/jupyter/kernels/ebpf-lab
+if [ ! -f "$kernel_dir/kernel.json" ] || [ "$here/ebpf_magic/kernelspec.py" -nt "$kernel_dir/kernel.json" ]; then
+  "$venv/bin/python" -m ebpf_magic.kernelspec install
+fi
+command install -D -m 644 "$here/jupyter/overrides.json" "$venv/share/jupyter/lab/settings/overrides.d/ebpf-lab.json"
 log "ready: kernel $kver, $("$venv/bin/python" -c 'import ebpf_magic.libbpf as l; print("libbpf", l.version())')"
