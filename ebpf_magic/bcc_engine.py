@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import ctypes as ct
 import difflib
+import re
 from dataclasses import dataclass
 
 from . import attach as attachers
@@ -103,7 +104,26 @@ class Module:
             atexit.unregister(b.cleanup)
 
 
+# LLVM inside libbcc exits the whole process on "BPF stack limit exceeded", so a local array
+# that cannot fit is refused before BCC sees it, with the message clang would have printed.
+_LOCAL_ARRAY = re.compile(r"^[ \t]+(?:(?:unsigned|signed|const|volatile)\s+)*(\w+)\s+(\w+)\s*\[\s*(\d+)\s*\]", re.M)
+_SCALAR_SIZES = {"char": 1, "u8": 1, "__u8": 1, "s8": 1, "short": 2, "u16": 2, "__u16": 2, "int": 4, "u32": 4,
+                 "__u32": 4, "s32": 4, "long": 8, "u64": 8, "__u64": 8, "s64": 8}
+_STACK_LIMIT = 512
+
+
+def _check_stack(cell: str) -> None:
+    for m in _LOCAL_ARRAY.finditer(cell):
+        size = _SCALAR_SIZES.get(m[1], 0) * int(m[3])
+        if size > _STACK_LIMIT:
+            line = cell.count("\n", 0, m.start(2)) + 1
+            printed = (f"{CELL_FILE}:{line}:1: error: Looks like the BPF stack limit is exceeded "
+                       f"({m[2]} alone needs {size} bytes of {_STACK_LIMIT})")
+            raise diagnostics.compile_error(cell, printed, "stack limit") from None
+
+
 def compile_cell(src: CellSource, cflags: list[str] | None = None, usdt_contexts=()) -> Module:
+    _check_stack(src.cell)
     bcc = bcc_module()
 
     class _Module(bcc.BPF):

@@ -397,6 +397,15 @@ CASES = [
             return buf[599];
         }
         """), words=["512 bytes", "per-CPU array"], error=CompileError),
+    # LLVM in libbcc would exit the Python process: the BCC engine refuses it before compiling.
+    Case("stack_limit_bcc", "stack_limit", dedent("""\
+        int f(void *ctx) {
+            char buf[600];
+            bpf_get_current_comm(buf, sizeof(buf));
+            return buf[599];
+        }
+        """), sec="tracepoint/syscalls/sys_enter_getpid", words=["512 bytes", "per-CPU array", "buf alone"],
+         error=CompileError),
     Case("undeclared_helper", "undeclared_function", core("""\
         SEC("tracepoint/syscalls/sys_enter_getpid")
         int f(void *ctx) {
