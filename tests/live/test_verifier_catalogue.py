@@ -404,7 +404,7 @@ CASES = [
             bpf_get_current_comm(buf, sizeof(buf));
             return buf[599];
         }
-        """), sec="tracepoint/syscalls/sys_enter_getpid", words=["512 bytes", "per-CPU array", "buf alone"],
+        """), sec="tracepoint/syscalls/sys_enter_getpid", words=["512 bytes", "per-CPU array"],
          error=CompileError),
     Case("undeclared_helper", "undeclared_function", core("""\
         SEC("tracepoint/syscalls/sys_enter_getpid")
