@@ -10,7 +10,7 @@
 # snapshot=on and the VM has no network. The runs' logs stay in the checkout:
 # .vm/runs/<time>/{console.log,report.txt,compatibility.md}. The chapters' rows of the VM's
 # compatibility table are merged into docs/compatibility.md (notebooks/compat_table.py).
-#   VM_TIMEOUT   seconds for the whole VM run (default 1800)
+#   VM_TIMEOUT   seconds for the whole VM run (default 2700: TCG on a busy 2-core host is slow)
 #   VM_ACCEL     kvm or tcg (default: kvm where a test boot with it works)
 #   VM_MEM, VM_CPUS   guest size (default 2G, 2)
 set -euo pipefail
@@ -18,7 +18,7 @@ set -euo pipefail
 lab=$(cd "$(dirname "$0")/.." && pwd)
 vm=$lab/.vm
 cache=${EBPF_LAB_VM_CACHE:-/var/cache/ebpf-lab/vm}
-timeout_s=${VM_TIMEOUT:-1800}
+timeout_s=${VM_TIMEOUT:-2700}
 mem=${VM_MEM:-2G}
 cpus=${VM_CPUS:-2}
 
