@@ -67,25 +67,23 @@ class CoreObject:
         self.programs = self._programs()
 
     # --- what the object holds ---------------------------------------------------
+    def _each(self, next_fn):
+        """libbpf's bpf_object__next_* walk: every program or map pointer, in the object's order."""
+        item = None
+        while item := next_fn(self.ptr, item):
+            yield item
+
     def _programs(self) -> list[ProgInfo]:
-        so, out, p = libbpf.lib(), [], None
-        while True:
-            p = so.bpf_object__next_program(self.ptr, p)
-            if not p:
-                return out
-            sec = so.bpf_program__section_name(p).decode()
-            out.append(ProgInfo(p, so.bpf_program__name(p).decode(), sec, resolve(sec),
-                                bool(so.bpf_program__autoload(p))))
+        so = libbpf.lib()
+        return [ProgInfo(p, so.bpf_program__name(p).decode(), sec, resolve(sec), bool(so.bpf_program__autoload(p)))
+                for p in self._each(so.bpf_object__next_program)
+                for sec in [so.bpf_program__section_name(p).decode()]]
 
     def maps(self) -> list[MapInfo]:
-        so, out, m = libbpf.lib(), [], None
-        while True:
-            m = so.bpf_object__next_map(self.ptr, m)
-            if not m:
-                return out
-            out.append(MapInfo(m, so.bpf_map__name(m).decode(), so.bpf_map__type(m), so.bpf_map__key_size(m),
-                               so.bpf_map__value_size(m), so.bpf_map__btf_key_type_id(m),
-                               so.bpf_map__btf_value_type_id(m)))
+        so = libbpf.lib()
+        return [MapInfo(m, so.bpf_map__name(m).decode(), so.bpf_map__type(m), so.bpf_map__key_size(m),
+                        so.bpf_map__value_size(m), so.bpf_map__btf_key_type_id(m), so.bpf_map__btf_value_type_id(m))
+                for m in self._each(so.bpf_object__next_map)]
 
     @property
     def btf(self) -> int:
