@@ -171,6 +171,8 @@ _SIGNATURES = {
                                         ct.POINTER(ct.c_uint32), ct.c_void_p]),
     "bpf_map_get_next_key": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p]),
     "bpf_map_lookup_elem": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p]),
+    "bpf_map_update_elem": (ct.c_int, [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_uint64]),
+    "bpf_map_delete_elem": (ct.c_int, [ct.c_int, ct.c_void_p]),
     "bpf_prog_get_next_id": (ct.c_int, [ct.c_uint32, ct.POINTER(ct.c_uint32)]),
     "bpf_prog_get_fd_by_id": (ct.c_int, [ct.c_uint32]),
     "bpf_obj_get_info_by_fd": (ct.c_int, [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]),

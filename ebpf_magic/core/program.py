@@ -13,8 +13,7 @@ from ..frames import raw_frame
 from ..handle import BaseHandle
 from ..hist import log2_hist_from_arrays
 from ..maps import read_map_fd
-from ..records import SOURCES, RecordSink, check_limits, poll_records, record_attrs
-from ..uapi import MapType
+from ..records import SOURCES, RecordSink, check_limits, read_buffer, record_attrs
 from .btf import Btf, globals_frame
 
 _INTERNAL = (".bss", ".data", ".rodata", ".kconfig")
@@ -182,37 +181,11 @@ class CoreProgram(BaseHandle):
                                 f"`struct {type_name} *_{type_name}_btf __attribute__((unused));` to the cell")
         sink = RecordSink(self._btf.size(type_id), max_events)
         started = time.monotonic()
-        if info.type == MapType.RINGBUF:
-            interrupted = self._poll_ring(info, sink, duration)
-        else:
-            interrupted = self._poll_perf(info, sink, duration, page_cnt)
+        interrupted = read_buffer(info.type, info.fd, sink, duration, page_cnt, name)
         df = pd.DataFrame(self._btf.decode(sink.bytes(), type_id, sink.n, "value"))
         df.attrs.update(record_attrs(sink, SOURCES[info.type], started, interrupted))
         df.attrs["event_type"] = type_name
         return df
-
-    @staticmethod
-    def _poll(kind: str, buf, info, sink, duration: float) -> bool:
-        """Poll a libbpf ring_buffer/perf_buffer under the shared policy, then free it."""
-        so = libbpf.lib()
-        if not buf:
-            raise MapError(f"could not open {kind} buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
-        prefix = "ring_buffer__" if kind == "ring" else "perf_buffer__"
-        poll, consume = getattr(so, prefix + "poll"), getattr(so, prefix + "consume")
-        try:
-            return poll_records(sink, duration, lambda timeout: poll(buf, timeout), lambda: consume(buf))
-        finally:
-            getattr(so, prefix + "free")(buf)
-
-    def _poll_ring(self, info, sink, duration: float) -> bool:
-        cb = libbpf.RINGBUF_SAMPLE_FN(lambda _ctx, data, size: sink.add(data, size) or 0)
-        return self._poll("ring", libbpf.lib().ring_buffer__new(info.fd, cb, None, None), info, sink, duration)
-
-    def _poll_perf(self, info, sink, duration: float, page_cnt: int) -> bool:
-        on_sample = libbpf.PERFBUF_SAMPLE_FN(lambda _ctx, _cpu, data, size: sink.add(data, size))
-        on_lost = libbpf.PERFBUF_LOST_FN(lambda _ctx, _cpu, n: sink.lost(n))
-        pb = libbpf.lib().perf_buffer__new(info.fd, page_cnt, on_sample, on_lost, None, None)
-        return self._poll("perf", pb, info, sink, duration)
 
     def summary(self) -> dict:
         alive = self.obj is not None and bool(self.obj.ptr)
