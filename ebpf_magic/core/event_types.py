@@ -96,10 +96,13 @@ def _scan(code: bytes, map_at: dict[int, str], found: dict[str, set[int]]) -> No
         pc += width
 
 
-def infer_event_types(elf_bytes: bytes, cell: str = "") -> EventTypes:
-    """Output map -> struct name, from the code's helper calls and the object's DWARF."""
+def infer_event_types(elf_bytes: bytes, cell: str = "", with_dwarf: bool = False) -> EventTypes:
+    """Output map -> struct name, from the code's helper calls and the object's DWARF.
+
+    The DWARF is read when some output call was found, or when ``with_dwarf``.
+    """
     out = EventTypes(sizes=output_sizes(elf_bytes))
-    if not out.sizes:
+    if not out.sizes and not with_dwarf:
         return out
     out.dwarf = DwarfTypes(elf_bytes)
     written = _written_in(cell)

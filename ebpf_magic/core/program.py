@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes as ct
-import re
 import time
 
 import numpy as np
@@ -14,24 +13,11 @@ from ..handle import BaseHandle
 from ..hist import log2_hist_from_arrays
 from ..maps import read_map_fd
 from ..records import SOURCES, RecordSink, check_limits, read_buffer, record_attrs
-from .btf import Btf, globals_frame
+from .btf import Btf, _named, globals_frame
+from .event_dwarf import ENUM_NAMES_KEY
+from .event_types import EventTypes, infer_event_types
 
 _INTERNAL = (".bss", ".data", ".rodata", ".kconfig")
-
-# How a program names the record type of an output map (see infer_event_types).
-_RESERVE = re.compile(r"struct\s+(\w+)\s*\*\s*\w+\s*=\s*(?:\([^)]*\)\s*)?bpf_ringbuf_reserve\(\s*&(\w+)")
-_OUTPUT = re.compile(r"bpf_(?:ringbuf|perf_event)_output\(\s*(?:\w+\s*,\s*)?&(\w+)\s*,\s*(?:\w+\s*,\s*)?&?(\w+)")
-
-
-def infer_event_types(cell: str) -> dict[str, str]:
-    """Output map -> struct name, where the cell's code makes it plain."""
-    found = {m: s for s, m in _RESERVE.findall(cell)}
-    for m, var in _OUTPUT.findall(cell):
-        decl = re.search(rf"(?:struct\s+)?(\w+)\s+\*?\s*{re.escape(var)}\s*[=;\[]", cell)
-        if decl and m not in found:
-            found[m] = decl.group(1)
-    return found
-
 
 class CoreMapView:
     def __init__(self, program: CoreProgram, info):
@@ -68,6 +54,7 @@ class CoreProgram(BaseHandle):
         self.event_types = dict(event_types or {})
         self._btf = Btf(obj.btf)
         self._maps = {m.name: m for m in obj.maps()}
+        self._inferred: EventTypes | None = None
 
     # --- what is loaded -----------------------------------------------------------
     def _alive(self):
@@ -170,22 +157,44 @@ class CoreProgram(BaseHandle):
         check_limits(max_events, page_cnt)
         if info.type not in SOURCES:
             raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
-        type_name = event_type or self.event_types.get(name)
+        type_name = event_type or self.event_types.get(name) or self._event_types().names.get(name)
         if not type_name:
-            raise MapError(f"which struct does {name} carry?", hint="give it: --event-type NAME on the magic line, "
-                                                                    f"or h.events({name!r}, event_type='NAME')")
+            raise self._which_struct(name)
         type_id = self._btf.find(type_name)
-        if type_id is None:
-            raise MapError(f"no type {type_name!r} in the object's BTF",
-                           hint=f"clang only keeps types that globals, maps or function signatures use: add "
-                                f"`struct {type_name} *_{type_name}_btf __attribute__((unused));` to the cell")
-        sink = RecordSink(self._btf.size(type_id), max_events)
+        dt = None if type_id is not None else self._event_types(dwarf=True).dwarf.dtype(type_name)
+        if type_id is None and dt is None:
+            raise MapError(f"no struct {type_name!r} in the cell's BTF or debug info",
+                           hint="check the name: --event-type NAME takes a struct or typedef the cell defines")
+        sink = RecordSink(self._btf.size(type_id) if dt is None else dt.itemsize, max_events)
         started = time.monotonic()
         interrupted = read_buffer(info.type, info.fd, sink, duration, page_cnt, name)
-        df = pd.DataFrame(self._btf.decode(sink.bytes(), type_id, sink.n, "value"))
+        if dt is None:
+            cols = self._btf.decode(sink.bytes(), type_id, sink.n, "value")
+        else:
+            cols = _decode_dwarf(sink.bytes(), dt, sink.n)
+        df = pd.DataFrame(cols)
         df.attrs.update(record_attrs(sink, SOURCES[info.type], started, interrupted))
         df.attrs["event_type"] = type_name
         return df
+
+    def _event_types(self, dwarf: bool = False) -> EventTypes:
+        """What the object's code and DWARF say each output map carries (read once, on first use)."""
+        if self._inferred is None or (dwarf and self._inferred.dwarf is None):
+            obj = self._alive()
+            self._inferred = infer_event_types(obj._data.raw, obj.cell, with_dwarf=dwarf)
+        return self._inferred
+
+    def _which_struct(self, name: str) -> MapError:
+        found = self._event_types()
+        sizes = sorted(found.sizes.get(name, ()))
+        if found.candidates.get(name):
+            why = f"its records are {sizes} bytes; structs of that size: {', '.join(found.candidates[name])}"
+        elif sizes:
+            why = f"its records are {sizes} bytes, and no struct variable of that size is in the debug info"
+        else:
+            why = "no bpf_ringbuf_reserve/_output or bpf_perf_event_output call with a constant size writes it"
+        return MapError(f"which struct does {name} carry? {why}",
+                        hint=f"give it: --event-type NAME on the magic line, or h.events({name!r}, event_type='NAME')")
 
     def summary(self) -> dict:
         alive = self.obj is not None and bool(self.obj.ptr)
@@ -201,3 +210,15 @@ class CoreProgram(BaseHandle):
         s = self.summary()
         return (f"<bpf {s['name']} (CO-RE): {s['function']} [{s['section']}], attached: {s['attached']}; "
                 f"maps: {s['maps'] or 'none'}>")
+
+
+def _decode_dwarf(raw, dt, count: int) -> dict[str, object]:
+    """Columns of records whose dtype came from DWARF, enum values named."""
+    from ..dtypes import columns_of, dtype_metadata, flatten
+
+    cols = flatten(np.frombuffer(raw, dtype=dt, count=count), "value")
+    for path, fdt, _ in columns_of(dt, "value"):
+        names = dtype_metadata(fdt).get(ENUM_NAMES_KEY)
+        if names and path in cols:
+            cols[path] = _named(cols[path], names)
+    return cols

@@ -123,7 +123,7 @@ def test_perf_mixed_sizes():
     recs = [bytes([i]) * (4 + 4 * (i % 5)) for i in range(100)]
     sink = RecordSink(20, 1000)
     parse_perf(arr(b"".join(perf_sample(r) for r in recs)), sink)
-    assert [r[:len(want)] for r, want in zip(rows(sink), recs)] == recs
+    assert [r[:len(want)] for r, want in zip(rows(sink), recs, strict=True)] == recs
     assert sink.n == 100
 
 
