@@ -69,16 +69,16 @@ def parse_perf(window: np.ndarray, sink) -> int:
 
 
 def _run_length(block: np.ndarray, size: int) -> int:
-    """How many leading rows are samples of ``size`` bytes (compares type and size at once)."""
+    """How many leading rows are samples of ``size`` bytes (type and size compared as one u64)."""
     want = np.uint64(RECORD_SAMPLE | size << 48)
-    heads = block[:_PROBE, :8].view("<u8")[:, 0] & np.uint64(0xFFFF0000FFFFFFFF)
-    other = heads != want
-    if other.any():
-        return int(np.argmax(other))
-    if len(block) <= _PROBE:
-        return len(block)
-    other = (block[:, :8].view("<u8")[:, 0] & np.uint64(0xFFFF0000FFFFFFFF)) != want
-    return int(np.argmax(other)) if other.any() else len(block)
+    heads = block[:, :8].view("<u8")[:, 0]
+    for probe in (heads[:_PROBE], heads):
+        other = (probe & np.uint64(0xFFFF0000FFFFFFFF)) != want
+        if np.count_nonzero(other):
+            return int(other.argmax())
+        if len(probe) == len(heads):
+            break
+    return len(heads)
 
 
 class _CpuRing:

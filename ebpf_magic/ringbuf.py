@@ -31,7 +31,6 @@ from .errors import MapError
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HEADER = 8
-_LEN = np.uint32(~(BUSY | DISCARD) & 0xFFFFFFFF)
 # Records checked for "same size as the first" before testing a whole batch:
 # mixed sizes then cost a few elements per record, not a batch each.
 _PROBE = 8
@@ -41,41 +40,47 @@ def parse_ring(window: np.ndarray, sink) -> int:
     """Hand the committed records at the start of ``window`` to ``sink``; the bytes consumed.
 
     ``window`` is the data area from the consumer to the producer position
-    (``uint8``, contiguous, starting at a record header). Runs of records of
-    one length go to ``sink.add_rows`` as one strided view; discarded records
-    are skipped; parsing stops at a busy record or an incomplete tail.
+    (``uint8``, contiguous, starting at a record header, a multiple of 8
+    bytes long). Runs of records of one length go to ``sink.add_rows`` as one
+    strided view; discarded records are skipped; parsing stops at a busy
+    record or an incomplete tail.
     """
-    off, end = 0, len(window)
+    words = window[:len(window) & ~7].view("<u4")  # headers are 8-aligned
+    off, end = 0, len(words) * 4
     while end - off >= HEADER:
-        first = int(window[off:off + 4].view("<u4")[0])
+        first = int(words[off >> 2])
         if first & BUSY:
             break
         length = first & ~DISCARD
         step = (length + HEADER + 7) & ~7
         if end - off < step:
-            break  # a producer position past a torn header: only trust whole records
+            break  # only whole records
         fits = (end - off) // step
-        block = window[off:off + fits * step].reshape(fits, step)
-        lens = block[:, :4].view("<u4")[:, 0]
-        n = _run_length(lens, length)
-        rows = block[:n]
-        flags = lens[:n] & np.uint32(DISCARD)
-        if flags.any():
-            rows = rows[flags == 0]
-        sink.add_rows(rows[:, HEADER:HEADER + length])
+        lens = words[off >> 2:(off + fits * step) >> 2:step >> 2]
+        n = _run_length(lens, first)
+        if first & DISCARD:
+            off += n * step  # a run of discarded records of one length
+            continue
+        block = window[off:off + n * step].reshape(n, step)
+        sink.add_rows(block[:, HEADER:HEADER + length])
         off += n * step
     return off
 
 
-def _run_length(lens: np.ndarray, length: int) -> int:
-    """How many leading headers say ``length`` (discarded or not) and are not busy."""
-    probe = (lens[:_PROBE] & np.uint32(~DISCARD & 0xFFFFFFFF)) != length
-    if probe.any():
-        return int(np.argmax(probe))
-    if len(lens) <= _PROBE:
-        return len(lens)
-    other = (lens & np.uint32(~DISCARD & 0xFFFFFFFF)) != length
-    return int(np.argmax(other)) if other.any() else len(lens)
+def _run_length(lens: np.ndarray, header: int) -> int:
+    """How many leading headers equal ``header`` (the first one does).
+
+    A short prefix first, so records of changing sizes cost a few elements
+    each rather than a scan of the whole batch; ``count_nonzero`` is the
+    cheapest whole-array test numpy has, and the uniform batch needs only it.
+    """
+    for probe in (lens[:_PROBE], lens):
+        other = probe != header
+        if np.count_nonzero(other):
+            return int(other.argmax())
+        if len(probe) == len(lens):
+            break
+    return len(lens)
 
 
 class RingReader:
