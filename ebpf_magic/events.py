@@ -18,7 +18,7 @@ import pandas as pd
 
 from .dtypes import dtype_of, flatten
 from .errors import MapError
-from .records import SOURCES, RawSink, RecordSink, check_limits, read_buffer, record_attrs
+from .records import SOURCES, RawSink, RecordSink, check_limits, open_reader, read_buffer, record_attrs
 from .uapi import MapType
 
 
@@ -121,7 +121,8 @@ def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_
         raise MapError(f"perf buffer '{name}' is already open through BCC's open_perf_buffer()",
                        hint="close the other reader first (del bpf[name]) or use a separate table")
     started = time.monotonic()
-    interrupted = read_buffer(kind, table.map_fd, sink, duration, page_cnt, name)
+    with open_reader(kind, table.map_fd, page_cnt, name) as reader:
+        interrupted = read_buffer(reader, sink, duration)
 
     if cls is not None:
         records = np.frombuffer(sink.bytes(), dtype=dtype_of(cls), count=sink.n)

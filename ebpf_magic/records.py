@@ -143,11 +143,11 @@ def poll_records(sink: RecordSink, duration: float, poll: Callable[[int], object
     return interrupted
 
 
-def read_buffer(map_type: int, map_fd: int, sink: RecordSink, duration: float, page_cnt: int,
-                name: str) -> bool:
-    """Open the ring or perf buffer behind ``map_fd``, poll it under the policy above, close it.
+def open_reader(map_type: int, map_fd: int, page_cnt: int, name: str):
+    """A ``RingReader`` or ``PerfReader`` on the buffer behind ``map_fd``; close it (``with``) when done.
 
-    True if Ctrl-C stopped it. Both engines come here, with the map's fd.
+    Both engines come here, with the map's fd. A perf buffer takes records
+    only from here on; a ring buffer has kept them all along.
     """
     from .maps import _map_info, online_cpus
     from .perfbuf import PerfReader
@@ -155,13 +155,14 @@ def read_buffer(map_type: int, map_fd: int, sink: RecordSink, duration: float, p
 
     size = _map_info(map_fd).max_entries
     if map_type == MapType.RINGBUF:
-        reader = RingReader(map_fd, size, name)
-    else:
-        # the map has a slot per possible CPU; records come only from online ones
-        reader = PerfReader(map_fd, [c for c in online_cpus() if c < size], page_cnt, name)
-    with reader:
-        return poll_records(sink, duration, lambda timeout: reader.poll(timeout, sink),
-                            lambda: reader.consume(sink))
+        return RingReader(map_fd, size, name)
+    # the map has a slot per possible CPU; records come only from online ones
+    return PerfReader(map_fd, [c for c in online_cpus() if c < size], page_cnt, name)
+
+
+def read_buffer(reader, sink: RecordSink, duration: float) -> bool:
+    """Poll an open reader under the policy above; True if Ctrl-C stopped it."""
+    return poll_records(sink, duration, lambda timeout: reader.poll(timeout, sink), lambda: reader.consume(sink))
 
 
 def record_attrs(sink: RecordSink, source: str, started: float, interrupted: bool) -> dict:

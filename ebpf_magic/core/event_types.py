@@ -12,6 +12,7 @@ reserve or is passed to the output); with none, ``--event-type`` decides.
 """
 from __future__ import annotations
 
+import functools
 import io
 import re
 import struct
@@ -51,17 +52,17 @@ def output_sizes(elf_bytes: bytes) -> dict[str, set[int]]:
     found: dict[str, set[int]] = {}
     if maps_idx is None or symtab is None:
         return found
-    relocs: dict[int, dict[int, str]] = {}
-    for sec in elf.iter_sections():
-        if isinstance(sec, RelocationSection):
-            by_off = relocs.setdefault(sec["sh_info"], {})
+    sections = list(elf.iter_sections())
+    code = {i for i, sec in enumerate(sections) if sec["sh_flags"] & _SHF_EXECINSTR and sec["sh_size"]}
+    for sec in sections:
+        # only the code's relocations: the debug sections' are many and slow to read
+        if isinstance(sec, RelocationSection) and sec["sh_info"] in code:
+            map_at = {}
             for r in sec.iter_relocations():
                 sym = symtab.get_symbol(r["r_info_sym"])
                 if sym["st_shndx"] == maps_idx:
-                    by_off[r["r_offset"]] = sym.name
-    for idx, sec in enumerate(elf.iter_sections()):
-        if sec["sh_flags"] & _SHF_EXECINSTR and sec["sh_size"]:
-            _scan(sec.data(), relocs.get(idx, {}), found)
+                    map_at[r["r_offset"]] = sym.name
+            _scan(sections[sec["sh_info"]].data(), map_at, found)
     return found
 
 
@@ -96,10 +97,12 @@ def _scan(code: bytes, map_at: dict[int, str], found: dict[str, set[int]]) -> No
         pc += width
 
 
+@functools.lru_cache(maxsize=32)
 def infer_event_types(elf_bytes: bytes, cell: str = "", with_dwarf: bool = False) -> EventTypes:
     """Output map -> struct name, from the code's helper calls and the object's DWARF.
 
     The DWARF is read when some output call was found, or when ``with_dwarf``.
+    Cached: a re-run of an unchanged cell has the same object.
     """
     out = EventTypes(sizes=output_sizes(elf_bytes))
     if not out.sizes and not with_dwarf:

@@ -12,7 +12,7 @@ from ..frames import raw_frame
 from ..handle import BaseHandle
 from ..hist import log2_hist_from_arrays
 from ..maps import read_map_fd
-from ..records import SOURCES, RecordSink, check_limits, read_buffer, record_attrs
+from ..records import SOURCES, RecordSink, check_limits, open_reader, read_buffer, record_attrs
 from .btf import Btf, _named, globals_frame
 from .event_dwarf import ENUM_NAMES_KEY
 from .event_types import EventTypes, infer_event_types
@@ -139,10 +139,16 @@ class CoreProgram(BaseHandle):
 
     def events(self, name: str, duration: float | None = None, max_events: int | None = None,
                page_cnt: int = 64, event_type: str | None = None):
-        """Records of a ring buffer or perf buffer map, decoded with the BTF type of the event struct.
+        """Records of a ring buffer or perf buffer map, one column per field of the event struct.
 
-        Polling and ``attrs`` are those of the BCC engine's ``collect_events``
-        (see ``records``), plus ``attrs["event_type"]``.
+        The struct is ``event_type`` (or ``--event-type``), else the one the
+        code writes: the struct of the pointer that receives
+        ``bpf_ringbuf_reserve`` or of the variable passed to
+        ``bpf_ringbuf_output``/``bpf_perf_event_output`` (see
+        ``core.event_types``), laid out from BTF, or from the object's DWARF
+        when only local variables use it. Polling and ``attrs`` are those of
+        the BCC engine's ``collect_events`` (see ``records``), plus
+        ``attrs["event_type"]``.
         """
         import pandas as pd
 
@@ -157,17 +163,13 @@ class CoreProgram(BaseHandle):
         check_limits(max_events, page_cnt)
         if info.type not in SOURCES:
             raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
-        type_name = event_type or self.event_types.get(name) or self._event_types().names.get(name)
-        if not type_name:
-            raise self._which_struct(name)
-        type_id = self._btf.find(type_name)
-        dt = None if type_id is not None else self._event_types(dwarf=True).dwarf.dtype(type_name)
-        if type_id is None and dt is None:
-            raise MapError(f"no struct {type_name!r} in the cell's BTF or debug info",
-                           hint="check the name: --event-type NAME takes a struct or typedef the cell defines")
-        sink = RecordSink(self._btf.size(type_id) if dt is None else dt.itemsize, max_events)
         started = time.monotonic()
-        interrupted = read_buffer(info.type, info.fd, sink, duration, page_cnt, name)
+        # open first: a perf buffer takes records only once open, and reading the
+        # object's DWARF for the record type takes a moment the first time
+        with open_reader(info.type, info.fd, page_cnt, name) as reader:
+            type_name, type_id, dt = self._record_type(name, event_type)
+            sink = RecordSink(self._btf.size(type_id) if dt is None else dt.itemsize, max_events)
+            interrupted = read_buffer(reader, sink, duration)
         if dt is None:
             cols = self._btf.decode(sink.bytes(), type_id, sink.n, "value")
         else:
@@ -176,6 +178,18 @@ class CoreProgram(BaseHandle):
         df.attrs.update(record_attrs(sink, SOURCES[info.type], started, interrupted))
         df.attrs["event_type"] = type_name
         return df
+
+    def _record_type(self, name: str, event_type: str | None):
+        """(struct name, BTF type id or None, DWARF dtype or None) of the records of map ``name``."""
+        type_name = event_type or self.event_types.get(name) or self._event_types().names.get(name)
+        if not type_name:
+            raise self._which_struct(name)
+        type_id = self._btf.find(type_name)
+        dt = None if type_id is not None else self._event_types(dwarf=True).dwarf.dtype(type_name)
+        if type_id is None and dt is None:
+            raise MapError(f"no struct {type_name!r} in the cell's BTF or debug info",
+                           hint="check the name: --event-type NAME takes a struct or typedef the cell defines")
+        return type_name, type_id, dt
 
     def _event_types(self, dwarf: bool = False) -> EventTypes:
         """What the object's code and DWARF say each output map carries (read once, on first use)."""
