@@ -355,6 +355,7 @@ class Producer(threading.Thread):
         self.bpf, self.count, self.perf_first, self.hold_gil = bpf, count, perf_first, hold_gil
         # a perf buffer is per CPU: one CPU keeps the records in order and the probe meaningful
         self.cpu = min(os.sched_getaffinity(0)) if perf_first and cpu is None else cpu
+        self.perf_before = self._perf_count() if perf_first else 0  # a reopened buffer counts on
         self.tid = None
         self.comm = None
         self.gate_timed_out = False
@@ -381,9 +382,12 @@ class Producer(threading.Thread):
         for _ in range(left):
             getpid()
 
+    def _perf_count(self) -> int:
+        return self.bpf["seq"][ct.c_int(1)].value
+
     def _perf_took_one(self) -> bool:
         os.getpid()
-        return self.bpf["seq"][ct.c_int(1)].value > 0
+        return self._perf_count() > self.perf_before
 
 
 def _wait_for(condition, patience: float = PATIENCE, pause: float = 0.001) -> bool:
