@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes as ct
 import os
 import threading
+import time
 
 import pytest
 
@@ -43,6 +44,29 @@ def in_thread(fn, *args):
     t.join(PATIENCE)
     assert not t.is_alive()
     return out["tid"]
+
+
+def paced(map_fd: int, size: int, total: int, burst: int = 1000):
+    """getpid() ``total`` times in bursts, each once the ring is at most half full.
+
+    Waits for the reader, not for time: a busy machine may stall the reader
+    for longer than the ring lasts, and a dropped record would be the test's
+    fault. The positions come from the ring's own pages, mapped read-only.
+    """
+    import mmap
+
+    import numpy as np
+
+    page = mmap.PAGESIZE
+    with mmap.mmap(map_fd, 2 * page, access=mmap.ACCESS_READ) as m:
+        pos = np.frombuffer(m, "<u8")
+        cons, prod = pos[0:1], pos[page // 8:page // 8 + 1]
+        for done in range(0, total, burst):
+            deadline = time.monotonic() + PATIENCE
+            while int(prod[0]) - int(cons[0]) > size // 2 and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            getpid_times(min(burst, total - done))
+        del pos, cons, prod
 
 
 @pytest.fixture
@@ -99,7 +123,8 @@ def test_bcc_ring_exact_count_while_producing(bcc):
     from ebpf_magic.events import collect_events
 
     b = bcc(BCC_RING.replace("BPF_RINGBUF_OUTPUT(ring, 1)", "BPF_RINGBUF_OUTPUT(ring, 64)"))
-    producer = threading.Thread(target=in_thread, args=(getpid_times, 20_000), daemon=True)
+    ring = b["ring"]
+    producer = threading.Thread(target=in_thread, args=(paced, ring.map_fd, 64 * 4096, 20_000), daemon=True)
     producer.start()
     df = collect_events(b, "ring", duration=PATIENCE, max_events=20_000)
     producer.join()
@@ -255,7 +280,8 @@ def test_core_ring_exact_count_while_producing(ip):
     # the first call reads the record type from the object's DWARF (tens of ms): not while
     # 20000 records race into a ring that holds 4681 of them
     assert len(h.events("rb", duration=0)) == 0
-    producer = threading.Thread(target=in_thread, args=(getpid_times, 20_000), daemon=True)
+    producer = threading.Thread(target=in_thread, args=(paced, h["rb"].info.fd, 256 * 1024, 20_000),
+                                daemon=True)
     producer.start()
     ev = h.events("rb", duration=PATIENCE, max_events=20_000)
     producer.join()
