@@ -149,7 +149,10 @@ class PerfReader:
         return sum(ring.consume(sink) for ring in self._rings.values())
 
     def poll(self, timeout_ms: int, sink) -> int:
-        """Wait up to ``timeout_ms`` for any CPU's ring (epoll over their fds), then read all of them."""
+        """Read every CPU's ring; if all were empty, wait up to ``timeout_ms`` (epoll over their fds) and read again."""
+        got = self.consume(sink)
+        if got:
+            return got
         self._epoll.poll(timeout_ms / 1000)
         return self.consume(sink)
 

@@ -121,7 +121,15 @@ class RingReader:
         return used
 
     def poll(self, timeout_ms: int, sink) -> int:
-        """Wait up to ``timeout_ms`` for records (epoll on the map's fd, as libbpf does), then read them."""
+        """Read what is there; if nothing, wait up to ``timeout_ms`` (epoll on the map's fd, as libbpf does).
+
+        While records keep coming the reader does not sleep between batches:
+        a wake-up costs the producer time and the reader a scheduling delay,
+        and a fast producer fills the ring within milliseconds.
+        """
+        got = self.consume(sink)
+        if got:
+            return got
         self._epoll.poll(timeout_ms / 1000)
         return self.consume(sink)
 
