@@ -22,7 +22,7 @@ def build(cell) -> CoreProgram:
         btf = Btf(obj.btf)
         set_globals(obj, btf, cell.sets)
         if cell.event_type and btf.find(cell.event_type) is None and _dwarf_lacks(compiled.obj, cell.event_type):
-            raise UsageError(f"--event-type {cell.event_type}: no such struct in the cell",
+            raise UsageError(f"--event-type {cell.event_type}: no such type in the cell",
                              hint="name a struct (or typedef) the cell defines and uses, e.g. --event-type event")
         obj.load()
         links = obj.attach(cell.options)

@@ -187,7 +187,7 @@ class CoreProgram(BaseHandle):
         type_id = self._btf.find(type_name)
         dt = None if type_id is not None else self._event_types(dwarf=True).dwarf.dtype(type_name)
         if type_id is None and dt is None:
-            raise MapError(f"no struct {type_name!r} in the cell's BTF or debug info",
+            raise MapError(f"no type {type_name!r} in the cell's BTF or debug info",
                            hint="check the name: --event-type NAME takes a struct or typedef the cell defines")
         return type_name, type_id, dt
 
