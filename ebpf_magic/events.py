@@ -1,8 +1,9 @@
 """Events from BCC's BPF_RINGBUF_OUTPUT / BPF_PERF_OUTPUT tables as a DataFrame.
 
-The BCC side only: finding the table, BCC's guess at the record type and
-BCC's buffer readers. The sinks, the polling policy and the frame's attrs
-are ``records``', shared with the CO-RE engine.
+The BCC side only: finding the table and BCC's guess at the record type.
+The readers (the buffers' mapped pages, parsed in numpy batches), the
+sinks, the polling policy and the frame's attrs are ``records``', shared
+with the CO-RE engine.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from .dtypes import dtype_of, flatten
 from .errors import MapError
-from .records import SOURCES, RawSink, RecordSink, check_limits, poll_records, record_attrs
+from .records import SOURCES, RawSink, RecordSink, check_limits, open_reader, read_buffer, record_attrs
 from .uapi import MapType
 
 
@@ -105,8 +106,6 @@ def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_
     their rows are in order per CPU, not globally; ring buffer rows are in
     global submission order.
     """
-    from bcc import libbcc
-
     check_limits(max_events, page_cnt)
     if event_type is not None and ct.sizeof(event_type) == 0:
         raise ValueError("event_type must be a non-empty ctypes Structure")
@@ -118,11 +117,12 @@ def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_
     cls, why = (event_type, None) if event_type is not None else _event_class(table)
     sink = RecordSink(ct.sizeof(cls), max_events) if cls is not None else RawSink(max_events)
 
+    if kind == MapType.PERF_EVENT_ARRAY and table._open_key_fds:
+        raise MapError(f"perf buffer '{name}' is already open through BCC's open_perf_buffer()",
+                       hint="close the other reader first (del bpf[name]) or use a separate table")
     started = time.monotonic()
-    if kind == MapType.RINGBUF:
-        interrupted = _poll_ringbuf(libbcc, table, sink, duration)
-    else:
-        interrupted = _poll_perf(libbcc, bpf, table, sink, duration, page_cnt)
+    with open_reader(kind, table.map_fd, page_cnt, name) as reader:
+        interrupted = read_buffer(reader, sink, duration)
 
     if cls is not None:
         records = np.frombuffer(sink.bytes(), dtype=dtype_of(cls), count=sink.n)
@@ -133,47 +133,3 @@ def collect_events(bpf, name: str, duration: float = 1.0, max_events: int = 100_
     df.attrs.update(record_attrs(sink, SOURCES[kind], started, interrupted))
     return df
 
-
-def _poll_ringbuf(libbcc, table, sink, duration: float) -> bool:
-    lib = libbcc.lib
-
-    def on_record(_ctx, data, size):
-        sink.add(data, size)
-        return 0
-
-    # A ring_buffer manager of our own rather than BPF._open_ring_buffer: BCC
-    # keeps one manager per BPF object and can only free all rings at once.
-    fn = libbcc._RINGBUF_CB_TYPE(on_record)
-    mgr = lib.bpf_new_ringbuf(table.map_fd, fn, None)
-    if not mgr:
-        raise MapError(f"could not open ring buffer '{table._name.decode()}'",
-                       hint="is another reader holding it? run bpf.cleanup() and reload")
-    try:
-        return poll_records(sink, duration, lambda timeout: lib.bpf_poll_ringbuf(mgr, timeout),
-                            lambda: lib.bpf_consume_ringbuf(mgr))
-    finally:
-        lib.bpf_free_ringbuf(mgr)
-
-
-def _poll_perf(libbcc, bpf, table, sink, duration: float, page_cnt: int) -> bool:
-    lib = libbcc.lib
-    if table._open_key_fds:
-        raise MapError(f"perf buffer '{table._name.decode()}' is already open",
-                       hint="close the other reader first (del bpf[name]) or use a separate table")
-
-    def on_record(_cpu, data, size):
-        sink.add(data, size)
-
-    try:
-        table.open_perf_buffer(on_record, page_cnt=page_cnt, lost_cb=sink.lost)
-        # Poll only our readers: BPF.perf_buffer_poll() would also fire other
-        # tables' callbacks.
-        mine = [bpf.perf_buffers[(id(table), cpu)] for cpu in table._open_key_fds]
-        readers = (ct.c_void_p * len(mine))(*mine)
-        return poll_records(sink, duration, lambda timeout: lib.perf_reader_poll(len(mine), readers, timeout),
-                            lambda: lib.perf_reader_consume(len(mine), readers))
-    finally:
-        # Deleting a CPU's entry frees its perf reader and clears the map slot,
-        # so the program's later submits go nowhere and a new call can reopen.
-        for cpu in list(table._open_key_fds):
-            del table[cpu]

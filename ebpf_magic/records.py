@@ -1,8 +1,8 @@
 """Records from ring and perf buffers: where they land, how long to poll, what the frame says.
 
-Engine-neutral. Each engine opens the buffer its own way (BCC's reader or
-libbpf's ``ring_buffer``/``perf_buffer``) and hands ``poll_records`` two
-callables; the policy is the same for both:
+Engine-neutral: both engines read their buffers with ``ringbuf.RingReader``
+and ``perfbuf.PerfReader`` (the mapped pages, parsed a batch at a time) and
+hand ``poll_records`` two callables; the policy is:
 
 * poll in short slices, so the deadline and ``max_events`` are honoured
   promptly and Ctrl-C is seen between slices (``attrs["interrupted"]``);
@@ -10,13 +10,13 @@ callables; the policy is the same for both:
 * then drain what is already committed once, unless the sink is full (a fast
   producer could otherwise keep the drain busy for long).
 
-The callbacks only copy bytes into preallocated numpy chunks; decoding into
-columns happens once, in bulk, after the buffer is closed. That keeps the
-per-event Python cost to a memmove and bounds memory by ``max_events``.
+The readers copy whole batches of records (rows of a numpy view of the
+mapped buffer) into growing numpy chunks; decoding into columns happens
+once, in bulk, after the buffer is closed. Memory is bounded by
+``max_events``.
 """
 from __future__ import annotations
 
-import ctypes as ct
 import numbers
 import time
 from collections.abc import Callable
@@ -63,22 +63,31 @@ class RecordSink:
         self._ptr = 0
         self._room = 0
 
-    def add(self, data, size: int) -> None:
-        if self.n >= self.limit:
-            self.dropped += 1
-            return
-        if self._room == 0:
-            # geometric growth keeps allocations few without reserving limit * rec up front
-            rows = min(self.limit - self.n, max(_FIRST_CHUNK, self.n))
-            chunk = np.zeros(rows * self.rec, np.uint8)
-            self.chunks.append(chunk)
-            self._ptr, self._room = chunk.ctypes.data, rows
-        if size < self.rec:
-            self.short += 1
-        ct.memmove(self._ptr, data, min(size, self.rec))
-        self._ptr += self.rec
-        self._room -= 1
-        self.n += 1
+    def add_rows(self, rows: np.ndarray) -> None:
+        """Keep records given as the rows of a 2-D ``uint8`` array (any strides), up to the limit.
+
+        Rows longer than a record are cut to it (a perf buffer pads records
+        to 8 bytes); shorter ones are zero-filled and counted as ``short``.
+        """
+        count = len(rows)
+        take = min(count, self.limit - self.n)
+        self.dropped += count - take
+        width = min(rows.shape[1], self.rec)
+        if width < self.rec:
+            self.short += take
+        done = 0
+        while done < take:
+            if self._room == 0:
+                # geometric growth keeps allocations few without reserving limit * rec up front
+                n_rows = min(self.limit - self.n, max(_FIRST_CHUNK, self.n))
+                self.chunks.append(np.zeros((n_rows, self.rec), np.uint8))
+                self._ptr, self._room = 0, n_rows
+            step = min(take - done, self._room)
+            self.chunks[-1][self._ptr:self._ptr + step, :width] = rows[done:done + step, :width]
+            self._ptr += step
+            self._room -= step
+            self.n += step
+            done += step
 
     def lost(self, count: int) -> None:
         self.kernel_lost += int(count)
@@ -87,7 +96,7 @@ class RecordSink:
         if not self.chunks:
             return np.zeros(0, np.uint8)
         whole = self.chunks[0] if len(self.chunks) == 1 else np.concatenate(self.chunks)
-        return whole[: self.n * self.rec]
+        return whole.reshape(-1)[: self.n * self.rec]
 
 
 class RawSink(RecordSink):
@@ -97,12 +106,11 @@ class RawSink(RecordSink):
         super().__init__(0, limit)
         self.records: list[bytes] = []
 
-    def add(self, data, size: int) -> None:
-        if self.n >= self.limit:
-            self.dropped += 1
-            return
-        self.records.append(ct.string_at(data, size))
-        self.n += 1
+    def add_rows(self, rows: np.ndarray) -> None:
+        take = min(len(rows), self.limit - self.n)
+        self.dropped += len(rows) - take
+        self.records.extend(r.tobytes() for r in rows[:take])
+        self.n += take
 
 
 def deadline_slices(duration: float, sink: RecordSink):
@@ -133,6 +141,28 @@ def poll_records(sink: RecordSink, duration: float, poll: Callable[[int], object
     if sink.n < sink.limit:
         consume()
     return interrupted
+
+
+def open_reader(map_type: int, map_fd: int, page_cnt: int, name: str):
+    """A ``RingReader`` or ``PerfReader`` on the buffer behind ``map_fd``; close it (``with``) when done.
+
+    Both engines come here, with the map's fd. A perf buffer takes records
+    only from here on; a ring buffer has kept them all along.
+    """
+    from .maps import _map_info, online_cpus
+    from .perfbuf import PerfReader
+    from .ringbuf import RingReader
+
+    size = _map_info(map_fd).max_entries
+    if map_type == MapType.RINGBUF:
+        return RingReader(map_fd, size, name)
+    # the map has a slot per possible CPU; records come only from online ones
+    return PerfReader(map_fd, [c for c in online_cpus() if c < size], page_cnt, name)
+
+
+def read_buffer(reader, sink: RecordSink, duration: float) -> bool:
+    """Poll an open reader under the policy above; True if Ctrl-C stopped it."""
+    return poll_records(sink, duration, lambda timeout: reader.poll(timeout, sink), lambda: reader.consume(sink))
 
 
 def record_attrs(sink: RecordSink, source: str, started: float, interrupted: bool) -> dict:

@@ -44,11 +44,12 @@ class PerfEventAttr(ct.Structure):
 
 
 def perf_event_open(ev_type: int, config: int, *, pid: int = -1, cpu: int = 0, period: int = 0,
-                    freq: int = 0) -> int:
+                    freq: int = 0, sample_type: int = 0) -> int:
     """An event fd, or raises OSError with the kernel's errno."""
     import platform
 
-    attr = PerfEventAttr(type=ev_type, size=ct.sizeof(PerfEventAttr), config=config, wakeup_events=1)
+    attr = PerfEventAttr(type=ev_type, size=ct.sizeof(PerfEventAttr), config=config, wakeup_events=1,
+                          sample_type=sample_type)
     attr.sample_period_or_freq = freq or period or 1
     if freq:
         attr.flags |= _FREQ_BIT

@@ -7,7 +7,7 @@ from ..privileges import check_privileges
 from . import toolchain
 from .global_values import set_globals
 from .obj import CoreObject
-from .program import CoreProgram, infer_event_types
+from .program import CoreProgram
 
 
 def build(cell) -> CoreProgram:
@@ -21,10 +21,9 @@ def build(cell) -> CoreProgram:
 
         btf = Btf(obj.btf)
         set_globals(obj, btf, cell.sets)
-        if cell.event_type and btf.find(cell.event_type) is None:
-            raise UsageError(f"--event-type {cell.event_type}: no such type in the cell's BTF",
-                             hint=f"clang keeps only types the code uses: declare `struct {cell.event_type} "
-                                  f"*_{cell.event_type}_unused __attribute__((unused));` in the cell")
+        if cell.event_type and btf.find(cell.event_type) is None and _dwarf_lacks(compiled.obj, cell.event_type):
+            raise UsageError(f"--event-type {cell.event_type}: no such type in the cell",
+                             hint="name a struct (or typedef) the cell defines and uses, e.g. --event-type event")
         if cell.options.map:
             from ..attach.sockmap import share_core_maps
 
@@ -32,10 +31,8 @@ def build(cell) -> CoreProgram:
         obj.load()
         links = obj.attach(cell.options)
         first = next((p.name for p in obj.programs if p.autoload), "cell")
-        events = infer_event_types(cell.text)
-        if cell.event_type:
-            events = {m: cell.event_type for m in [*events, *(
-                mi.name for mi in obj.maps() if mi.type in RECORD_MAPS)]}
+        # without --event-type, h.events() reads each map's record type from the object when first asked
+        events = {mi.name: cell.event_type for mi in obj.maps() if mi.type in RECORD_MAPS} if cell.event_type else {}
         program = CoreProgram(cell.name or first, obj, links, events)
         program.warnings = compiled.warnings
         if any(a.kind == "iter" for a in links):
@@ -46,3 +43,9 @@ def build(cell) -> CoreProgram:
             a.detach()
         obj.close()
         raise
+
+
+def _dwarf_lacks(elf_bytes: bytes, type_name: str) -> bool:
+    from .event_dwarf import DwarfTypes
+
+    return DwarfTypes(elf_bytes).dtype(type_name) is None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes as ct
-import re
 import time
 
 import numpy as np
@@ -13,26 +12,12 @@ from ..frames import raw_frame
 from ..handle import BaseHandle
 from ..hist import log2_hist_from_arrays
 from ..maps import read_map_fd
-from ..records import SOURCES, RecordSink, check_limits, poll_records, record_attrs
-from ..uapi import MapType
-from .btf import Btf, globals_frame
+from ..records import SOURCES, RecordSink, check_limits, open_reader, read_buffer, record_attrs
+from .btf import Btf, _named, globals_frame
+from .event_dwarf import ENUM_NAMES_KEY
+from .event_types import EventTypes, infer_event_types
 
 _INTERNAL = (".bss", ".data", ".rodata", ".kconfig")
-
-# How a program names the record type of an output map (see infer_event_types).
-_RESERVE = re.compile(r"struct\s+(\w+)\s*\*\s*\w+\s*=\s*(?:\([^)]*\)\s*)?bpf_ringbuf_reserve\(\s*&(\w+)")
-_OUTPUT = re.compile(r"bpf_(?:ringbuf|perf_event)_output\(\s*(?:\w+\s*,\s*)?&(\w+)\s*,\s*(?:\w+\s*,\s*)?&?(\w+)")
-
-
-def infer_event_types(cell: str) -> dict[str, str]:
-    """Output map -> struct name, where the cell's code makes it plain."""
-    found = {m: s for s, m in _RESERVE.findall(cell)}
-    for m, var in _OUTPUT.findall(cell):
-        decl = re.search(rf"(?:struct\s+)?(\w+)\s+\*?\s*{re.escape(var)}\s*[=;\[]", cell)
-        if decl and m not in found:
-            found[m] = decl.group(1)
-    return found
-
 
 class CoreMapView:
     def __init__(self, program: CoreProgram, info):
@@ -69,6 +54,7 @@ class CoreProgram(BaseHandle):
         self.event_types = dict(event_types or {})
         self._btf = Btf(obj.btf)
         self._maps = {m.name: m for m in obj.maps()}
+        self._inferred: EventTypes | None = None
 
     # --- what is loaded -----------------------------------------------------------
     def _alive(self):
@@ -153,10 +139,16 @@ class CoreProgram(BaseHandle):
 
     def events(self, name: str, duration: float | None = None, max_events: int | None = None,
                page_cnt: int = 64, event_type: str | None = None):
-        """Records of a ring buffer or perf buffer map, decoded with the BTF type of the event struct.
+        """Records of a ring buffer or perf buffer map, one column per field of the event struct.
 
-        Polling and ``attrs`` are those of the BCC engine's ``collect_events``
-        (see ``records``), plus ``attrs["event_type"]``.
+        The struct is ``event_type`` (or ``--event-type``), else the one the
+        code writes: the struct of the pointer that receives
+        ``bpf_ringbuf_reserve`` or of the variable passed to
+        ``bpf_ringbuf_output``/``bpf_perf_event_output`` (see
+        ``core.event_types``), laid out from BTF, or from the object's DWARF
+        when only local variables use it. Polling and ``attrs`` are those of
+        the BCC engine's ``collect_events`` (see ``records``), plus
+        ``attrs["event_type"]``.
         """
         import pandas as pd
 
@@ -171,48 +163,52 @@ class CoreProgram(BaseHandle):
         check_limits(max_events, page_cnt)
         if info.type not in SOURCES:
             raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
-        type_name = event_type or self.event_types.get(name)
-        if not type_name:
-            raise MapError(f"which struct does {name} carry?", hint="give it: --event-type NAME on the magic line, "
-                                                                    f"or h.events({name!r}, event_type='NAME')")
-        type_id = self._btf.find(type_name)
-        if type_id is None:
-            raise MapError(f"no type {type_name!r} in the object's BTF",
-                           hint=f"clang only keeps types that globals, maps or function signatures use: add "
-                                f"`struct {type_name} *_{type_name}_btf __attribute__((unused));` to the cell")
-        sink = RecordSink(self._btf.size(type_id), max_events)
         started = time.monotonic()
-        if info.type == MapType.RINGBUF:
-            interrupted = self._poll_ring(info, sink, duration)
+        # open first: a perf buffer takes records only once open, and reading the
+        # object's DWARF for the record type takes a moment the first time
+        with open_reader(info.type, info.fd, page_cnt, name) as reader:
+            type_name, type_id, dt = self._record_type(name, event_type)
+            sink = RecordSink(self._btf.size(type_id) if dt is None else dt.itemsize, max_events)
+            interrupted = read_buffer(reader, sink, duration)
+        if dt is None:
+            cols = self._btf.decode(sink.bytes(), type_id, sink.n, "value")
         else:
-            interrupted = self._poll_perf(info, sink, duration, page_cnt)
-        df = pd.DataFrame(self._btf.decode(sink.bytes(), type_id, sink.n, "value"))
+            cols = _decode_dwarf(sink.bytes(), dt, sink.n)
+        df = pd.DataFrame(cols)
         df.attrs.update(record_attrs(sink, SOURCES[info.type], started, interrupted))
         df.attrs["event_type"] = type_name
         return df
 
-    @staticmethod
-    def _poll(kind: str, buf, info, sink, duration: float) -> bool:
-        """Poll a libbpf ring_buffer/perf_buffer under the shared policy, then free it."""
-        so = libbpf.lib()
-        if not buf:
-            raise MapError(f"could not open {kind} buffer {info.name}: {libbpf.strerror(ct.get_errno() or 22)}")
-        prefix = "ring_buffer__" if kind == "ring" else "perf_buffer__"
-        poll, consume = getattr(so, prefix + "poll"), getattr(so, prefix + "consume")
-        try:
-            return poll_records(sink, duration, lambda timeout: poll(buf, timeout), lambda: consume(buf))
-        finally:
-            getattr(so, prefix + "free")(buf)
+    def _record_type(self, name: str, event_type: str | None):
+        """(struct name, BTF type id or None, DWARF dtype or None) of the records of map ``name``."""
+        type_name = event_type or self.event_types.get(name) or self._event_types().names.get(name)
+        if not type_name:
+            raise self._which_struct(name)
+        type_id = self._btf.find(type_name)
+        dt = None if type_id is not None else self._event_types(dwarf=True).dwarf.dtype(type_name)
+        if type_id is None and dt is None:
+            raise MapError(f"no type {type_name!r} in the cell's BTF or debug info",
+                           hint="check the name: --event-type NAME takes a struct or typedef the cell defines")
+        return type_name, type_id, dt
 
-    def _poll_ring(self, info, sink, duration: float) -> bool:
-        cb = libbpf.RINGBUF_SAMPLE_FN(lambda _ctx, data, size: sink.add(data, size) or 0)
-        return self._poll("ring", libbpf.lib().ring_buffer__new(info.fd, cb, None, None), info, sink, duration)
+    def _event_types(self, dwarf: bool = False) -> EventTypes:
+        """What the object's code and DWARF say each output map carries (read once, on first use)."""
+        if self._inferred is None or (dwarf and self._inferred.dwarf is None):
+            obj = self._alive()
+            self._inferred = infer_event_types(obj._data.raw, obj.cell, with_dwarf=dwarf)
+        return self._inferred
 
-    def _poll_perf(self, info, sink, duration: float, page_cnt: int) -> bool:
-        on_sample = libbpf.PERFBUF_SAMPLE_FN(lambda _ctx, _cpu, data, size: sink.add(data, size))
-        on_lost = libbpf.PERFBUF_LOST_FN(lambda _ctx, _cpu, n: sink.lost(n))
-        pb = libbpf.lib().perf_buffer__new(info.fd, page_cnt, on_sample, on_lost, None, None)
-        return self._poll("perf", pb, info, sink, duration)
+    def _which_struct(self, name: str) -> MapError:
+        found = self._event_types()
+        sizes = sorted(found.sizes.get(name, ()))
+        if found.candidates.get(name):
+            why = f"its records are {sizes} bytes; structs of that size: {', '.join(found.candidates[name])}"
+        elif sizes:
+            why = f"its records are {sizes} bytes, and no struct variable of that size is in the debug info"
+        else:
+            why = "no bpf_ringbuf_reserve/_output or bpf_perf_event_output call with a constant size writes it"
+        return MapError(f"which struct does {name} carry? {why}",
+                        hint=f"give it: --event-type NAME on the magic line, or h.events({name!r}, event_type='NAME')")
 
     def summary(self) -> dict:
         alive = self.obj is not None and bool(self.obj.ptr)
@@ -228,3 +224,15 @@ class CoreProgram(BaseHandle):
         s = self.summary()
         return (f"<bpf {s['name']} (CO-RE): {s['function']} [{s['section']}], attached: {s['attached']}; "
                 f"maps: {s['maps'] or 'none'}>")
+
+
+def _decode_dwarf(raw, dt, count: int) -> dict[str, object]:
+    """Columns of records whose dtype came from DWARF, enum values named."""
+    from ..dtypes import columns_of, dtype_metadata, flatten
+
+    cols = flatten(np.frombuffer(raw, dtype=dt, count=count), "value")
+    for path, fdt, _ in columns_of(dt, "value"):
+        names = dtype_metadata(fdt).get(ENUM_NAMES_KEY)
+        if names and path in cols:
+            cols[path] = _named(cols[path], names)
+    return cols

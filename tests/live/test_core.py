@@ -81,7 +81,6 @@ def test_struct_values_ring_buffer_and_enum_names(ip):
 enum kind { KIND_NONE, KIND_GETPID, KIND_GETPPID };
 struct stats { u64 calls; enum kind last; char comm[16]; struct { u32 lo, hi; } range; };
 struct event { u32 pid; enum kind kind; char comm[16]; };
-struct event *_event_btf __attribute__((unused));  /* keeps the record type in BTF for h.events() */
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64);
          __type(key, u32); __type(value, struct stats); } by_pid SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 1 << 16); } events SEC(".maps");
@@ -126,7 +125,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 PERF_CELL = HEAD + """
 struct event { u32 tid; u32 seq; };
-struct event *_event_btf __attribute__((unused));
 struct { __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); __uint(key_size, sizeof(u32));
          __uint(value_size, sizeof(u32)); } perf SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 1 << 16); } ring SEC(".maps");

@@ -331,8 +331,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getpid) {
     bpf_get_current_comm(&e.comm, sizeof(e.comm));
     e.seq = __sync_fetch_and_add(n_ring, 1);
     ring.ringbuf_output(&e, sizeof(e), 0);
-    e.seq = __sync_fetch_and_add(n_perf, 1);
-    perf.perf_submit(args, &e, sizeof(e));
+    e.seq = *n_perf;   /* counts only records a perf buffer took: none before one is open */
+    if (perf.perf_submit(args, &e, sizeof(e)) == 0) __sync_fetch_and_add(n_perf, 1);
     return 0;
 }
 """
@@ -341,16 +341,21 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getpid) {
 class Producer(threading.Thread):
     """Calls getpid() ``count`` times in its own thread, marked as the program's target.
 
-    ``after`` gates the first call until it returns True (a perf buffer exists
-    only while open, so earlier records would go nowhere). With
+    With ``perf_first`` it calls getpid() until the program's perf counter
+    says a perf buffer took a record (one exists only while open, so earlier
+    records go nowhere), and that call is the first of ``count``. With
     ``hold_gil`` the calls keep the GIL (os.getpid() does not release it), so
     a poller woken by the first record cannot run its Python callback before
     the last record is in the buffer; see ``gil_until_done``.
     """
 
-    def __init__(self, bpf, count: int, after=None, hold_gil: bool = False, cpu: int | None = None):
+    def __init__(self, bpf, count: int, perf_first: bool = False, hold_gil: bool = False,
+                 cpu: int | None = None):
         super().__init__(daemon=True)
-        self.bpf, self.count, self.after, self.hold_gil, self.cpu = bpf, count, after, hold_gil, cpu
+        self.bpf, self.count, self.perf_first, self.hold_gil = bpf, count, perf_first, hold_gil
+        # a perf buffer is per CPU: one CPU keeps the records in order and the probe meaningful
+        self.cpu = min(os.sched_getaffinity(0)) if perf_first and cpu is None else cpu
+        self.perf_before = self._perf_count() if perf_first else 0  # a reopened buffer counts on
         self.tid = None
         self.comm = None
         self.gate_timed_out = False
@@ -361,36 +366,37 @@ class Producer(threading.Thread):
         if self.cpu is not None:
             os.sched_setaffinity(0, {self.cpu})  # this thread only: its records share one per-CPU buffer
         self.bpf["target"][ct.c_int(0)] = ct.c_uint32(self.tid)
-        if self.after is not None and not _wait_for(self.after):
-            self.gate_timed_out = True
-            return
+        left = self.count
+        if self.perf_first:
+            if not _wait_for(self._perf_took_one, pause=0):
+                self.gate_timed_out = True
+                return
+            left -= 1
         if self.hold_gil:
-            for _ in range(self.count):
+            for _ in range(left):
                 os.getpid()
             return
         # getpid through ctypes drops the GIL on every call: each event callback in the
         # main thread then runs at once instead of waiting for a switch interval.
         getpid = ct.CDLL(None, use_errno=True).getpid
-        for _ in range(self.count):
+        for _ in range(left):
             getpid()
 
+    def _perf_count(self) -> int:
+        return self.bpf["seq"][ct.c_int(1)].value
 
-def _wait_for(condition, patience: float = PATIENCE) -> bool:
+    def _perf_took_one(self) -> bool:
+        os.getpid()
+        return self._perf_count() > self.perf_before
+
+
+def _wait_for(condition, patience: float = PATIENCE, pause: float = 0.001) -> bool:
     deadline = time.monotonic() + patience
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.001)
+        time.sleep(pause)
     return True
-
-
-def _perf_open(b, name: str):
-    """A condition: every online CPU's slot of perf map ``name`` has our reader in it."""
-    from bcc.utils import get_online_cpus
-
-    table, ncpu = b[name], len(get_online_cpus())
-    # BCC fills the map slot before it records the CPU as open
-    return lambda: len(table._open_key_fds) == ncpu
 
 
 @contextlib.contextmanager
@@ -438,7 +444,7 @@ def test_perf_buffer_events(load):
 
     b = load(EVENTS_PROG)
     for attempt in range(2):  # the second round proves the buffer was closed and can reopen
-        prod = Producer(b, N, after=_perf_open(b, "perf"))
+        prod = Producer(b, N, perf_first=True)
         prod.start()
         df = collect_events(b, "perf", duration=PATIENCE, max_events=N)
         prod.join()
@@ -474,7 +480,7 @@ def test_perf_buffer_max_events_bound(load):
     from ebpf_magic.events import collect_events
 
     b = load(EVENTS_PROG)
-    prod = Producer(b, 1000, after=_perf_open(b, "perf"), hold_gil=True, cpu=min(os.sched_getaffinity(0)))
+    prod = Producer(b, 1000, perf_first=True, hold_gil=True)
     with gil_until_done():
         prod.start()
         df = collect_events(b, "perf", duration=PATIENCE, max_events=100)

@@ -29,10 +29,13 @@ class Rec(ct.Structure):
     _fields_ = [("a", ct.c_uint32), ("b", ct.c_uint32)]
 
 
+def _row(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, np.uint8).reshape(1, -1)
+
+
 def _feed(sink, *values):
     for a, b in values:
-        r = Rec(a, b)
-        sink.add(ct.addressof(r), ct.sizeof(r))
+        sink.add_rows(_row(bytes(Rec(a, b))))
 
 
 def test_sink_keeps_limit_and_counts_the_rest():
@@ -52,8 +55,7 @@ def test_sink_grows_past_its_first_chunk():
 
 def test_short_records_are_zero_filled_and_counted():
     sink = RecordSink(8, limit=10)
-    one = ct.c_uint32(0xDEADBEEF)
-    sink.add(ct.addressof(one), 4)
+    sink.add_rows(_row(bytes(ct.c_uint32(0xDEADBEEF))))
     assert sink.short == 1
     assert sink.bytes().tobytes() == (0xDEADBEEF).to_bytes(4, sys.byteorder) + b"\0" * 4
 
@@ -61,8 +63,7 @@ def test_short_records_are_zero_filled_and_counted():
 def test_raw_sink_keeps_each_record_as_bytes():
     sink = RawSink(limit=2)
     for payload in (b"ab", b"cde", b"f"):
-        buf = ct.create_string_buffer(payload, len(payload))
-        sink.add(ct.addressof(buf), len(payload))
+        sink.add_rows(_row(payload))
     assert sink.records == [b"ab", b"cde"] and sink.n == 2 and sink.dropped == 1
 
 
