@@ -224,3 +224,30 @@ def _fields(dt: np.dtype, path: str, base: int):
             yield from _fields(fdt, f"{path}{name}.", base + off)
         else:
             yield f"{path}{name}", fdt, base + off
+
+
+def record_dtype(fields, itemsize: int) -> np.dtype:
+    """A structured dtype from (name, byte offset, dtype) members, as BTF or DWARF describe a struct.
+
+    C lets code use an anonymous member's fields directly, so they are inlined as columns; an
+    anonymous member whose fields would clash is kept whole as ``_anonN``.
+    """
+    names: list[str] = []
+    formats: list[np.dtype] = []
+    offsets: list[int] = []
+    anon = 0
+    for name, off, fdt in fields:
+        if not name:
+            if fdt.names is not None and not set(fdt.names) & set(names):
+                for sub in fdt.names:
+                    sdt, soff = fdt.fields[sub][:2]
+                    names.append(sub)
+                    formats.append(sdt)
+                    offsets.append(off + soff)
+                continue
+            anon += 1
+            name = f"_anon{anon}"
+        names.append(name)
+        formats.append(fdt)
+        offsets.append(off)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import libbpf
 from .errors import MapError
+from .records import BufferReader
 
 TYPE_SOFTWARE = 1
 COUNT_SW_BPF_OUTPUT = 10
@@ -115,7 +116,7 @@ class _CpuRing:
         os.close(self.fd)
 
 
-class PerfReader:
+class PerfReader(BufferReader):
     """The per-CPU rings of one perf event array, open and in the map's slots until ``close()``."""
 
     def __init__(self, map_fd: int, cpus: list[int], page_cnt: int, name: str = "perf buffer"):
@@ -148,27 +149,10 @@ class PerfReader:
     def consume(self, sink) -> int:
         return sum(ring.consume(sink) for ring in self._rings.values())
 
-    def poll(self, timeout_ms: int, sink) -> int:
-        """Read every CPU's ring; if all were empty, wait up to ``timeout_ms`` (epoll over their fds) and read again."""
-        got = self.consume(sink)
-        if got:
-            return got
-        self._epoll.poll(timeout_ms / 1000)
-        return self.consume(sink)
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Empty the map's slots (the program's later outputs go nowhere) and release every ring."""
         so = libbpf.lib()
         for cpu, ring in self._rings.items():
             so.bpf_map_delete_elem(self._map_fd, ct.byref(ct.c_uint32(cpu)))
             ring.close()
         self._rings.clear()
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

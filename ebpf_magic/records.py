@@ -32,6 +32,38 @@ _FIRST_CHUNK = 1024
 SOURCES = {MapType.RINGBUF: "ringbuf", MapType.PERF_EVENT_ARRAY: "perf"}
 
 
+class BufferReader:
+    """What the ring and perf buffer readers share: read, else wait in epoll and read again; close."""
+
+    _epoll = None
+
+    def consume(self, sink) -> int:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def poll(self, timeout_ms: int, sink) -> int:
+        """Read what is there; if nothing was, wait up to ``timeout_ms`` for a wake-up and read again."""
+        got = self.consume(sink)
+        if got:
+            return got
+        self._epoll.poll(timeout_ms / 1000)
+        return self.consume(sink)
+
+    def close(self) -> None:
+        self._release()
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def check_limits(max_events: int, page_cnt: int) -> None:
     """Reject limits the buffers cannot honour, before anything is opened."""
     if not _whole(max_events) or max_events < 1:

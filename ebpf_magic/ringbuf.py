@@ -27,6 +27,7 @@ import select
 import numpy as np
 
 from .errors import MapError
+from .records import BufferReader
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
@@ -83,8 +84,12 @@ def _run_length(lens: np.ndarray, header: int) -> int:
     return len(lens)
 
 
-class RingReader:
-    """One BPF_MAP_TYPE_RINGBUF map, mapped into this process until ``close()``."""
+class RingReader(BufferReader):
+    """One BPF_MAP_TYPE_RINGBUF map, mapped into this process until ``close()``.
+
+    Waits only when the ring is empty: while records keep coming the reader does not sleep between
+    batches, since a wake-up costs the producer time and a fast producer fills the ring in milliseconds.
+    """
 
     def __init__(self, map_fd: int, size: int, name: str = "ring buffer"):
         if size <= 0 or size & (size - 1):
@@ -120,31 +125,9 @@ class RingReader:
             self._cons[0] = cons + used
         return used
 
-    def poll(self, timeout_ms: int, sink) -> int:
-        """Read what is there; if nothing, wait up to ``timeout_ms`` (epoll on the map's fd, as libbpf does).
-
-        While records keep coming the reader does not sleep between batches:
-        a wake-up costs the producer time and the reader a scheduling delay,
-        and a fast producer fills the ring within milliseconds.
-        """
-        got = self.consume(sink)
-        if got:
-            return got
-        self._epoll.poll(timeout_ms / 1000)
-        return self.consume(sink)
-
-    def close(self) -> None:
+    def _release(self) -> None:
         # numpy views pin the mappings: drop them before unmapping
         self._cons = self._prod = self._data = None
         for m in self._maps:
             m.close()
         self._maps.clear()
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 from .. import libbpf
-from ..dtypes import BITS_KEY, columns_of, dtype_metadata
+from ..dtypes import BITS_KEY, columns_of, dtype_metadata, record_dtype
 from .btf_types import (
     ARRAY,
     ENUM,
@@ -112,10 +112,7 @@ class BtfDtypes(BtfTypes):
 
     def _record_dtype(self, rid: int, t: libbpf.BtfType) -> np.dtype:
         size = t.size_or_type
-        names: list[str] = []
-        formats: list[np.dtype] = []
-        offsets: list[int] = []
-        anon = 0
+        fields: list[tuple[str, int, np.dtype]] = []
         for name, mtype, bit, width in self.members(rid):
             if width:
                 placed = self._bitfield(mtype, bit, width, size)
@@ -124,21 +121,8 @@ class BtfDtypes(BtfTypes):
                 off, fdt = placed
             else:
                 off, fdt = bit // 8, self.dtype(mtype)
-            if not name:
-                # C lets code use an anonymous member's fields directly, so columns do too.
-                if fdt.names is not None and not set(fdt.names) & set(names):
-                    for sub in fdt.names:
-                        sdt, soff = fdt.fields[sub][:2]
-                        names.append(sub)
-                        formats.append(sdt)
-                        offsets.append(off + soff)
-                    continue
-                anon += 1
-                name = f"_anon{anon}"
-            names.append(name)
-            formats.append(fdt)
-            offsets.append(off)
-        return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+            fields.append((name, off, fdt))
+        return record_dtype(fields, size)
 
     def _bitfield(self, type_id: int, bit: int, width: int, rec_size: int):
         """(byte offset, tagged dtype) of the smallest integer holding the bits, or None if none fits."""

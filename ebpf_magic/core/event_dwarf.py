@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from ..dtypes import BITS_KEY
+from ..dtypes import BITS_KEY, record_dtype
 
 ENUM_NAMES_KEY = "ebpf_magic.enum_names"
 _QUALIFIERS = {"DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_restrict_type",
@@ -156,8 +156,7 @@ class DwarfTypes:
         return np.dtype((sub, tuple(dims)))
 
     def _record(self, d, size: int) -> np.dtype:
-        names, formats, offsets = [], [], []
-        anon = 0
+        fields: list[tuple[str, int, np.dtype]] = []
         for m in d.iter_children():
             if m.tag != "DW_TAG_member":
                 continue
@@ -174,20 +173,8 @@ class DwarfTypes:
                 fdt = self._dtype(self._target(m))
                 if fdt.itemsize == 0:
                     continue
-            if not name:
-                if fdt.names is not None and not set(fdt.names) & set(names):
-                    for sub in fdt.names:
-                        sdt, soff = fdt.fields[sub][:2]
-                        names.append(sub)
-                        formats.append(sdt)
-                        offsets.append(off + soff)
-                    continue
-                anon += 1
-                name = f"_anon{anon}"
-            names.append(name)
-            formats.append(fdt)
-            offsets.append(off)
-        return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+            fields.append((name, off, fdt))
+        return record_dtype(fields, size)
 
     def _bitfield(self, m, rec_size: int):
         if sys.byteorder != "little" or "DW_AT_data_bit_offset" not in m.attributes:
