@@ -123,7 +123,16 @@ def sweep() -> list[str]:
             removed.append(path)
         except (OSError, CgroupError):
             continue   # another lab process sweeping at the same time, or a stuck process: next start
+    _drop_parent_if_empty()
     return removed
+
+
+def _drop_parent_if_empty() -> None:
+    """The lab's parent cgroup goes with its last child; another lab process's child keeps it (EBUSY)."""
+    try:
+        os.rmdir(lab_parent())
+    except OSError:
+        pass
 
 
 @functools.cache
@@ -166,6 +175,8 @@ class LabCgroup:
                 return cls(path, name)
             except FileExistsError:   # a fork of this process made the same name
                 continue
+            except FileNotFoundError:  # another lab process removed the empty parent meanwhile
+                os.makedirs(parent, exist_ok=True)
 
     # --- what the attachers and the magic need -----------------------------------
     @property
@@ -228,6 +239,7 @@ class LabCgroup:
         fd, self._fd = self._fd, None
         os.close(fd)
         remove_tree(self.path)
+        _drop_parent_if_empty()
 
     def __enter__(self):
         return self
