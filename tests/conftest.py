@@ -1,10 +1,12 @@
 """Shared fixtures: privilege and feature gates, a clean session, leftover checks."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -149,3 +151,32 @@ def target_binary(tmp_path_factory) -> str:
     (d / "target.c").write_text(TARGET_C)
     subprocess.run(["gcc", "-O2", "-g", "-o", str(d / "lab_target"), str(d / "target.c")], check=True)
     return str(d / "lab_target")
+
+
+@contextlib.contextmanager
+def gil_until_done(patience: float = 60.0):
+    """A thread that never blocks keeps the GIL until it ends (not just for the default 5 ms), so a
+    reader in another thread cannot drain a buffer while a producer thread fills it."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(patience)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def bcc(live):
+    """Plain BCC (``BPF(text=...)``) with SELF_PID defined, cleaned up after the test."""
+    from bcc import BPF
+
+    made = []
+
+    def load(text: str):
+        b = BPF(text=text, cflags=["-w", f"-DSELF_PID={os.getpid()}"])
+        made.append(b)
+        return b
+
+    yield load
+    for b in made:
+        b.cleanup()

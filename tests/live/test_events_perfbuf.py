@@ -2,15 +2,15 @@
 counted exactly, reopening, mixed sizes and a tutorial-style ``bpf_perf_event_output(..., &e, sizeof(e))``."""
 from __future__ import annotations
 
-import contextlib
 import ctypes as ct
 import os
 import signal
-import sys
 import threading
 import time
 
 import pytest
+
+from tests.conftest import gil_until_done
 
 pytestmark = [pytest.mark.live, pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")]
 
@@ -29,17 +29,6 @@ def wait_for(condition) -> bool:
             return False
         time.sleep(0.001)
     return True
-
-
-@contextlib.contextmanager
-def gil_until_done():
-    """A thread that never blocks keeps the GIL until it ends, so the reader cannot drain meanwhile."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(PATIENCE)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 class Producer(threading.Thread):
@@ -74,22 +63,6 @@ class Producer(threading.Thread):
         if not wait_for(lambda: getpid() and self.flushed()):
             self.failed = "no record got in after the overflow"
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-
-@pytest.fixture
-def bcc(live):
-    from bcc import BPF
-
-    made = []
-
-    def load(text: str):
-        b = BPF(text=text, cflags=["-w", f"-DSELF_PID={os.getpid()}"])
-        made.append(b)
-        return b
-
-    yield load
-    for b in made:
-        b.cleanup()
 
 
 # --------------------------------------------------------------------------- BCC

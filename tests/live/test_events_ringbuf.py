@@ -69,22 +69,6 @@ def paced(map_fd: int, size: int, total: int, burst: int = 1000):
         del pos, cons, prod
 
 
-@pytest.fixture
-def bcc(live):
-    from bcc import BPF
-
-    made = []
-
-    def load(text: str):
-        b = BPF(text=text, cflags=["-w", f"-DSELF_PID={os.getpid()}"])
-        made.append(b)
-        return b
-
-    yield load
-    for b in made:
-        b.cleanup()
-
-
 # --------------------------------------------------------------------------- BCC
 
 BCC_RING = r"""

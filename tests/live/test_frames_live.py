@@ -1,14 +1,12 @@
 """map_frame / log2_hist / collect_events on real BCC programs and real syscalls (root + BPF)."""
 from __future__ import annotations
 
-import contextlib
 import ctypes as ct
 import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import threading
 import time
 
@@ -17,6 +15,7 @@ import pytest
 
 from ebpf_magic import libbpf
 from ebpf_magic.frames import log2_hist, map_frame, possible_cpus
+from tests.conftest import gil_until_done
 
 
 def _skip_reason() -> str | None:
@@ -397,17 +396,6 @@ def _wait_for(condition, patience: float = PATIENCE, pause: float = 0.001) -> bo
             return False
         time.sleep(pause)
     return True
-
-
-@contextlib.contextmanager
-def gil_until_done():
-    """A thread that never blocks keeps the GIL until it ends (not just for the default 5 ms)."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(PATIENCE)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def _check_events(df, producer, n):
