@@ -172,17 +172,19 @@ def _words(magic: str, line: str, count: int, example: str) -> list[str]:
 
 def register(ipython) -> None:
     from .magics_cgroup import CgroupMagics, sweep_stale
+    from .magics_exercise import ExerciseMagics
     from .magics_net import NetMagics
 
     ipython.register_magics(BPFMagics)
     ipython.register_magics(NetMagics)
     ipython.register_magics(CgroupMagics)
+    ipython.register_magics(ExerciseMagics)
     sweep_stale()
 
 
 def unregister(ipython) -> None:
     SESSION.release_all()
     table = ipython.magics_manager.magics
-    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach", "bpf_net", "bpf_cgroup"])):
+    for kind, names in (("cell", ["bpf"]), ("line", ["bpf_sec", "bpf_features", "bpf_list", "bpf_detach", "bpf_net", "bpf_cgroup", "bpf_check"])):
         for n in names:
             table[kind].pop(n, None)
