@@ -18,7 +18,7 @@ class ExerciseMagics(Magics):
         The check runs a workload whose answer your program must find, then reads
         your maps or events. It says "passed" or "not yet" with the reason; a wrong
         answer is not an error, so the notebook goes on. The result is true only
-        on a pass: ``assert %bpf_check ...`` in a cell stops on a wrong answer.
+        on a pass: ``v = %bpf_check ...`` then ``assert v, v.reason`` stops on a wrong one.
         """
         from . import exercises
         from .errors import UsageError
