@@ -19,26 +19,13 @@ class ProgLoadOpts(ct.Structure):
     """struct bpf_prog_load_opts as of libbpf 1.1 (newer libbpfs accept a smaller sz)."""
 
     _fields_ = [
-        ("sz", ct.c_size_t),
-        ("attempts", ct.c_int),
-        ("expected_attach_type", ct.c_int),
-        ("prog_btf_fd", ct.c_uint32),
-        ("prog_flags", ct.c_uint32),
-        ("prog_ifindex", ct.c_uint32),
-        ("kern_version", ct.c_uint32),
-        ("attach_btf_id", ct.c_uint32),
-        ("attach_prog_fd", ct.c_uint32),
-        ("attach_btf_obj_fd", ct.c_uint32),
-        ("fd_array", ct.POINTER(ct.c_int)),
-        ("func_info", ct.c_void_p),
-        ("func_info_cnt", ct.c_uint32),
-        ("func_info_rec_size", ct.c_uint32),
-        ("line_info", ct.c_void_p),
-        ("line_info_cnt", ct.c_uint32),
-        ("line_info_rec_size", ct.c_uint32),
-        ("log_level", ct.c_uint32),
-        ("log_size", ct.c_uint32),
-        ("log_buf", ct.c_char_p),
+        ("sz", ct.c_size_t), ("attempts", ct.c_int), ("expected_attach_type", ct.c_int),
+        ("prog_btf_fd", ct.c_uint32), ("prog_flags", ct.c_uint32), ("prog_ifindex", ct.c_uint32),
+        ("kern_version", ct.c_uint32), ("attach_btf_id", ct.c_uint32), ("attach_prog_fd", ct.c_uint32),
+        ("attach_btf_obj_fd", ct.c_uint32), ("fd_array", ct.POINTER(ct.c_int)),
+        ("func_info", ct.c_void_p), ("func_info_cnt", ct.c_uint32), ("func_info_rec_size", ct.c_uint32),
+        ("line_info", ct.c_void_p), ("line_info_cnt", ct.c_uint32), ("line_info_rec_size", ct.c_uint32),
+        ("log_level", ct.c_uint32), ("log_size", ct.c_uint32), ("log_buf", ct.c_char_p),
     ]
 
 
@@ -46,12 +33,8 @@ class LinkCreateOpts(ct.Structure):
     """The head of struct bpf_link_create_opts: sz, flags, iter_info, iter_info_len, target_btf_id."""
 
     _fields_ = [
-        ("sz", ct.c_size_t),
-        ("flags", ct.c_uint32),
-        ("iter_info", ct.c_void_p),
-        ("iter_info_len", ct.c_uint32),
-        ("target_btf_id", ct.c_uint32),
-        ("_union", ct.c_uint64 * 6),
+        ("sz", ct.c_size_t), ("flags", ct.c_uint32), ("iter_info", ct.c_void_p),
+        ("iter_info_len", ct.c_uint32), ("target_btf_id", ct.c_uint32), ("_union", ct.c_uint64 * 6),
     ]
 
 
@@ -59,9 +42,7 @@ class OpenOpts(ct.Structure):
     """The head of struct bpf_object_open_opts (libbpf 1.1): sz, object_name, relaxed_maps."""
 
     _fields_ = [
-        ("sz", ct.c_size_t),
-        ("object_name", ct.c_char_p),
-        ("relaxed_maps", ct.c_bool),
+        ("sz", ct.c_size_t), ("object_name", ct.c_char_p), ("relaxed_maps", ct.c_bool),
     ]
 
 
@@ -69,12 +50,8 @@ class UprobeOpts(ct.Structure):
     """struct bpf_uprobe_opts (libbpf 1.2+): sz, ref_ctr_offset, bpf_cookie, retprobe, func_name, attach_mode."""
 
     _fields_ = [
-        ("sz", ct.c_size_t),
-        ("ref_ctr_offset", ct.c_size_t),
-        ("bpf_cookie", ct.c_uint64),
-        ("retprobe", ct.c_bool),
-        ("func_name", ct.c_char_p),
-        ("attach_mode", ct.c_int),
+        ("sz", ct.c_size_t), ("ref_ctr_offset", ct.c_size_t), ("bpf_cookie", ct.c_uint64),
+        ("retprobe", ct.c_bool), ("func_name", ct.c_char_p), ("attach_mode", ct.c_int),
     ]
 
 

@@ -32,7 +32,7 @@ from .section_defs import (  # noqa: F401  (re-exported: the lab imports them fr
     SEED_SECTION_DEFS,
     SecDef,
 )
-from .uapi import AttachType, ProgType
+from .uapi import AttachType
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,6 +117,10 @@ class Target:
         return bool(self.as_dict())
 
 
+_FROM_SEC_DEF = frozenset({"prog_type", "attach_type", "family", "sleepable", "attach_btf", "attachable",
+                           "frags", "note"})
+
+
 @dataclass(frozen=True)
 class Section:
     """A resolved SEC name: libbpf's table entry plus the parsed target."""
@@ -127,38 +131,11 @@ class Section:
     extras: str        # text after "base/", "" if none
     target: Target
 
-    @property
-    def prog_type(self) -> ProgType:
-        return self.sec_def.prog_type
-
-    @property
-    def attach_type(self) -> AttachType | None:
-        return self.sec_def.attach_type
-
-    @property
-    def family(self) -> str:
-        return self.sec_def.family
-
-    @property
-    def sleepable(self) -> bool:
-        return self.sec_def.sleepable
-
-    @property
-    def attach_btf(self) -> bool:
-        return self.sec_def.attach_btf
-
-    @property
-    def attachable(self) -> bool:
-        return self.sec_def.attachable
-
-    @property
-    def frags(self) -> bool:
-        return self.sec_def.frags
-
-    @property
-    def note(self) -> str:
-        """How this name's meaning changed since the seed's libbpf 1.1 ("" if it did not)."""
-        return self.sec_def.note
+    # Everything a row of the table says is also the section's: section.prog_type, .family, ...
+    def __getattr__(self, name: str):
+        if name in _FROM_SEC_DEF:
+            return getattr(self.sec_def, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def as_row(self) -> dict[str, object]:
         """One flat dict, e.g. for ``pandas.DataFrame([section.as_row()])``."""

@@ -101,29 +101,20 @@ struct bpf_iter__bpf_map { struct bpf_iter_meta *meta; struct bpf_map *map; };
  * BCC's own BPF_PROG includes "int"; it is replaced by libbpf's form here, and
  * BCC's macros built on it get their "int" back. (No typeof(name(0)) as in
  * libbpf: BCC's rewriter refuses that call to a non-static function.) */
-#define BPF_KPROBE(name, args...)                                        \
+/* Both share the body; CALL_ARGS is the parenthesised list ____name gets. */
+#define __LAB_PT_REGS_PROG(name, call_args, args...)                      \
 name(struct pt_regs *ctx);                                               \
 static __always_inline int ____##name(struct pt_regs *ctx, ##args); \
 int name(struct pt_regs *ctx)                                \
 {                                                                        \
     _Pragma("GCC diagnostic push")                                       \
     _Pragma("GCC diagnostic ignored \"-Wint-conversion\"")               \
-    return ____##name(__LAB_KPROBE_ARGS(args));                          \
+    return ____##name call_args;                                         \
     _Pragma("GCC diagnostic pop")                                        \
 }                                                                        \
 static __always_inline int ____##name(struct pt_regs *ctx, ##args)
-
-#define BPF_KRETPROBE(name, args...)                                     \
-name(struct pt_regs *ctx);                                               \
-static __always_inline int ____##name(struct pt_regs *ctx, ##args); \
-int name(struct pt_regs *ctx)                                \
-{                                                                        \
-    _Pragma("GCC diagnostic push")                                       \
-    _Pragma("GCC diagnostic ignored \"-Wint-conversion\"")               \
-    return ____##name(ctx, (void *)PT_REGS_RC(ctx));                     \
-    _Pragma("GCC diagnostic pop")                                        \
-}                                                                        \
-static __always_inline int ____##name(struct pt_regs *ctx, ##args)
+#define BPF_KPROBE(name, args...) __LAB_PT_REGS_PROG(name, (__LAB_KPROBE_ARGS(args)), ##args)
+#define BPF_KRETPROBE(name, args...) __LAB_PT_REGS_PROG(name, (ctx, (void *)PT_REGS_RC(ctx)), ##args)
 
 #undef BPF_PROG
 #define BPF_PROG(name, args...)                                          \

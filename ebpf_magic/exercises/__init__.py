@@ -35,16 +35,18 @@ class Exercise:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What ``check`` found: true on a pass; shown green or orange in a notebook."""
+
     exercise: str
     passed: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.passed
+    reason: str = ""
 
     def __repr__(self) -> str:
         mark = "passed" if self.passed else "not yet"
         return f"{self.exercise}: {mark}: {self.reason}"
+
+    def __bool__(self) -> bool:
+        return self.passed
 
     def _repr_html_(self) -> str:
         colour, mark = ("#1a7f37", "&#10004; passed") if self.passed else ("#b35900", "&#10008; not yet")
