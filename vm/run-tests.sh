@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make vm-test`: runs the full-kernel checks in a qemu VM of the stock Debian kernel and reports.
 #
-#   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-12
+#   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-17
 #   bash vm/run-tests.sh tests/seed -k kprobe     smoke checks, then pytest with these arguments
 #
 # The image comes from vm/build-image.sh, cached outside the checkout ($EBPF_LAB_VM_CACHE, default
