@@ -20,6 +20,10 @@ browser-test: setup
 	@bash scripts/setup-browser.sh
 	$(PY) -m pytest -p no:cacheprovider tests/browser $(PYTEST_ARGS)
 
+# Executes every chapter and stores its outputs: here, or in the full-kernel VM (09-12).
+notebooks: setup
+	@bash scripts/execute-notebooks.sh
+
 # Writes bench/results/<date>-<host>.json, then the README's table from the newest result file.
 bench: setup
 	$(PY) bench/bench_lab.py $(BENCH_ARGS); rc=$$?; $(PY) bench/readme_table.py && exit $$rc

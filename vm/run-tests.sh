@@ -3,6 +3,8 @@
 #
 #   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-17
 #   bash vm/run-tests.sh tests/seed -k kprobe     smoke checks, then pytest with these arguments
+#   bash vm/run-tests.sh --execute-notebooks notebooks/09-*.ipynb   execute chapters, outputs kept,
+#                                        into .vm/runs/<time>/out/ (scripts/execute-notebooks.sh)
 #
 # The image comes from vm/build-image.sh, cached outside the checkout ($EBPF_LAB_VM_CACHE, default
 # /var/cache/ebpf-lab/vm) and rebuilt when its inputs change. The checkout is shared read-only
@@ -50,7 +52,8 @@ exec 9>&-
 export TMPDIR=$vm/tmp   # qemu's snapshot=on overlay goes here, not to /var/tmp
 
 run=$vm/runs/$(date +%Y%m%d-%H%M%S)
-mkdir -p "$run"
+# out/: the one place the guest writes to (executed notebooks: --execute-notebooks).
+mkdir -p "$run/out"
 ln -sfn "$(basename "$run")" "$vm/runs/latest"
 # Keep the last ten runs.
 ls -1d "$vm"/runs/2* | head -n -10 | xargs -r rm -rf
@@ -100,6 +103,7 @@ timeout -k 10 "$timeout_s" qemu-system-x86_64 "${accel[@]}" -smp "$cpus" -m "$me
   -kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$cmdline" \
   -drive file="$img/rootfs.img",if=virtio,format=raw,snapshot=on \
   -virtfs local,path="$lab",mount_tag=host,security_model=none,readonly=on \
+  -virtfs local,path="$run/out",mount_tag=out,security_model=none \
   -device virtio-rng-pci \
   -serial file:"$console" 2>"$run/qemu.err" &
 qemu=$!
