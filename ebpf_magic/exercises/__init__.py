@@ -94,3 +94,11 @@ def require_map(handle, name: str):
         have = ", ".join(names) or "no maps"
         raise NotYet(f"the program needs a map named {name!r}; it has {have}")
     return handle[name]
+
+
+def entries(handle, map_name: str) -> dict:
+    """The learner's map ``map_name`` as {key: value} (scalar keys and values)."""
+    frame = require_map(handle, map_name).to_frame()
+    if not {"key", "value"} <= set(frame.columns):
+        raise NotYet(f"{map_name!r} should map one number to one number; it has columns {list(frame.columns)}")
+    return {int(k): int(v) for k, v in zip(frame["key"], frame["value"], strict=True)}

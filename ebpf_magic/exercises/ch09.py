@@ -1,0 +1,43 @@
+"""Chapter 09's exercise: bytes written per process, from a kretprobe on vfs_write."""
+from __future__ import annotations
+
+import random
+
+from . import NotYet, entries, exercise
+from .workloads import python_child
+
+# The child writes the sizes given on its command line to a temporary file, then tries FAILS
+# writes on a read-only descriptor, which vfs_write refuses with -EBADF.
+_WRITER = """
+import os, sys, tempfile
+sizes, fails = [int(s) for s in sys.argv[1].split(",")], int(sys.argv[2])
+fd, path = tempfile.mkstemp(prefix="ebpf-lab-09-")
+for n in sizes:
+    os.write(fd, b"w" * n)
+os.close(fd)
+fd = os.open(path, os.O_RDONLY)
+for _ in range(fails):
+    try:
+        os.write(fd, b"x")
+    except OSError:
+        pass
+os.close(fd)
+os.unlink(path)
+"""
+
+
+@exercise("09-bytes-written", "09-kprobe-kretprobe", "bytes written and failed writes per process (kretprobe)")
+def bytes_written(handle) -> str:
+    sizes = [random.randint(100, 5000) for _ in range(random.randint(3, 9))]
+    fails = random.randint(1, 4)
+    pid = python_child(_WRITER, ",".join(map(str, sizes)), str(fails))
+    written, failed = entries(handle, "written"), entries(handle, "failed")
+    if pid not in written:
+        raise NotYet(f"process {pid} wrote {len(sizes)} times ({sum(sizes)} bytes), but 'written' has no "
+                     f"entry for it; it has {len(written)} entries")
+    if written[pid] != sum(sizes):
+        raise NotYet(f"process {pid} wrote {sum(sizes)} bytes in {len(sizes)} writes; 'written' says "
+                     f"{written[pid]} (add the return value of each successful vfs_write)")
+    if failed.get(pid) != fails:
+        raise NotYet(f"process {pid} had {fails} failed writes; 'failed' says {failed.get(pid, 'nothing')}")
+    return f"process {pid}: {sum(sizes)} bytes in {len(sizes)} writes, {fails} failed, all counted"
