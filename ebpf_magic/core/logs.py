@@ -14,16 +14,23 @@ import threading
 from .. import libbpf
 
 _LIBC = ct.CDLL(None)
-_LIBC.vsnprintf.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_char_p, ct.c_void_p]
+# vasprintf sizes the text itself: libbpf prints a whole verifier log as one message, and a
+# fixed buffer would cut off its end, where the verifier says what it refused.
+_LIBC.vasprintf.argtypes = [ct.POINTER(ct.c_void_p), ct.c_char_p, ct.c_void_p]
+_LIBC.free.argtypes = [ct.c_void_p]
 _LIBBPF_WARN, _LIBBPF_DEBUG = 0, 2
 _local = threading.local()
 _installed = None
 
 
 def _print(level: int, fmt: bytes, args) -> int:
-    buf = ct.create_string_buffer(4096)
-    _LIBC.vsnprintf(buf, len(buf), fmt, args)
-    text = buf.value.decode(errors="replace")
+    out = ct.c_void_p()
+    if _LIBC.vasprintf(ct.byref(out), fmt, args) < 0:
+        return 0
+    try:
+        text = ct.string_at(out).decode(errors="replace")
+    finally:
+        _LIBC.free(out)
     sink = getattr(_local, "lines", None)
     if sink is not None:
         if level < _LIBBPF_DEBUG:

@@ -30,14 +30,18 @@ os.unlink(path)
 def bytes_written(handle) -> str:
     sizes = [random.randint(100, 5000) for _ in range(random.randint(3, 9))]
     fails = random.randint(1, 4)
-    pid = python_child(_WRITER, ",".join(map(str, sizes)), str(fails))
-    written, failed = entries(handle, "written"), entries(handle, "failed")
-    if pid not in written:
-        raise NotYet(f"process {pid} wrote {len(sizes)} times ({sum(sizes)} bytes), but 'written' has no "
-                     f"entry for it; it has {len(written)} entries")
-    if written[pid] != sum(sizes):
-        raise NotYet(f"process {pid} wrote {sum(sizes)} bytes in {len(sizes)} writes; 'written' says "
-                     f"{written[pid]} (add the return value of each successful vfs_write)")
-    if failed.get(pid) != fails:
-        raise NotYet(f"process {pid} had {fails} failed writes; 'failed' says {failed.get(pid, 'nothing')}")
+
+    def counts(pid):
+        return entries(handle, "written").get(pid, 0), entries(handle, "failed").get(pid, 0)
+
+    pid, (written0, failed0) = python_child(_WRITER, ",".join(map(str, sizes)), str(fails), at_gate=counts)
+    written, failed = counts(pid)
+    if written == written0:
+        raise NotYet(f"process {pid} wrote {len(sizes)} times ({sum(sizes)} bytes), but 'written' did not "
+                     f"change for it ({len(entries(handle, 'written'))} entries in all)")
+    if written - written0 != sum(sizes):
+        raise NotYet(f"process {pid} wrote {sum(sizes)} bytes in {len(sizes)} writes; 'written' grew by "
+                     f"{written - written0} (add the return value of each successful vfs_write)")
+    if failed - failed0 != fails:
+        raise NotYet(f"process {pid} had {fails} failed writes; 'failed' grew by {failed - failed0}")
     return f"process {pid}: {sum(sizes)} bytes in {len(sizes)} writes, {fails} failed, all counted"
