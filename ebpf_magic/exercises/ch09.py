@@ -1,17 +1,19 @@
 """Chapter 09's exercise: bytes written per process, from a kretprobe on vfs_write."""
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 
 from . import NotYet, entries, exercise
 from .workloads import python_child
 
-# The child writes the sizes given on its command line to a temporary file, then tries FAILS
+# The child writes the sizes given on its command line to a new file, then tries FAILS
 # writes on a read-only descriptor, which vfs_write refuses with -EBADF.
 _WRITER = """
-import os, sys, tempfile
-sizes, fails = [int(s) for s in sys.argv[1].split(",")], int(sys.argv[2])
-fd, path = tempfile.mkstemp(prefix="ebpf-lab-09-")
+import os, sys
+path, sizes, fails = sys.argv[1], [int(s) for s in sys.argv[2].split(",")], int(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 for n in sizes:
     os.write(fd, b"w" * n)
 os.close(fd)
@@ -22,7 +24,6 @@ for _ in range(fails):
     except OSError:
         pass
 os.close(fd)
-os.unlink(path)
 """
 
 
@@ -34,7 +35,10 @@ def bytes_written(handle) -> str:
     def counts(pid):
         return entries(handle, "written").get(pid, 0), entries(handle, "failed").get(pid, 0)
 
-    pid, (written0, failed0) = python_child(_WRITER, ",".join(map(str, sizes)), str(fails), at_gate=counts)
+    # The file is named here: tempfile in the child would probe the temporary directory with a write.
+    with tempfile.TemporaryDirectory(prefix="ebpf-lab-09-") as work:
+        pid, (written0, failed0) = python_child(_WRITER, os.path.join(work, "out"), ",".join(map(str, sizes)),
+                                                str(fails), at_gate=counts)
     written, failed = counts(pid)
     if written == written0:
         raise NotYet(f"process {pid} wrote {len(sizes)} times ({sum(sizes)} bytes), but 'written' did not "
