@@ -2,8 +2,9 @@
 
 BCC compiles and creates the maps. Loading goes through libbcc (which passes
 BTF line info, so verifier logs point at cell lines) or, for program types
-that need a BTF attach target or the sleepable flag, BCC's bytecode goes
-through libbpf's bpf_prog_load with the target's BTF id.
+that need a BTF attach target, the sleepable flag or the XDP frags flag
+(libbcc's loader passes no program flags), BCC's bytecode goes through
+libbpf's bpf_prog_load with the target's BTF id and the flags.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .source import CELL_FILE, CellSource
 
 _DEBUG_PREPROCESSOR = 0x4  # BCC prints its rewritten source: maps verifier lines back to the cell
 _BPF_F_SLEEPABLE = 1 << 4
+_BPF_F_XDP_HAS_FRAGS = 1 << 5
 
 
 def bcc_module():
@@ -161,7 +163,7 @@ def load(module: Module, fn: str, section: Section, *, btf_id: int | None = None
     loaded = module.bpf.funcs.get(fn.encode())
     if loaded is not None:  # USDT: BCC loaded it to attach while compiling
         return loaded.fd
-    if section.attach_btf or section.sleepable:
+    if section.attach_btf or section.sleepable or section.frags:
         return _load_with_libbpf(module, fn, section, btf_id)
     return _load_with_bcc(module, fn, section)
 
@@ -191,8 +193,7 @@ def _load_with_libbpf(module: Module, fn: str, section: Section, btf_id: int | N
     opts = libbpf.ProgLoadOpts(sz=ct.sizeof(libbpf.ProgLoadOpts))
     if section.attach_type is not None:
         opts.expected_attach_type = int(section.attach_type)
-    if section.sleepable:
-        opts.prog_flags = _BPF_F_SLEEPABLE
+    opts.prog_flags = (_BPF_F_SLEEPABLE if section.sleepable else 0) | (_BPF_F_XDP_HAS_FRAGS if section.frags else 0)
     if btf_id is not None:
         opts.attach_btf_id = btf_id
     license_ = bcc.lib.bpf_module_license(b.module)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import netns
@@ -161,9 +162,9 @@ class Network:
         """``fn(*args)`` in a thread inside the host's namespace (sockets made there stay there)."""
         return netns.run_in(self.host(host).fd, fn, *args, **kwargs)
 
-    def ipr(self, host: str):
-        """A pyroute2 IPRoute bound to the host's namespace (close it, or use ``with``)."""
-        return self.run_in(host, _ipr)
+    def ipr(self, host: str) -> HostIPRoute:
+        """pyroute2's IPRoute calls, each run inside the host's namespace (``with net.ipr("b") as ipr:``)."""
+        return HostIPRoute(self, host)
 
     # --- traffic -------------------------------------------------------------------
     def ping(self, src: str, dst: str, count: int = 5, **kw):
@@ -233,6 +234,37 @@ class Network:
         self.close()
 
 
+class HostIPRoute:
+    """IPRoute methods that run inside one host's namespace.
+
+    pyroute2 0.9 opens its netlink socket in the thread that makes the first call,
+    so an IPRoute made inside the namespace and then used from the notebook's thread
+    would talk to the machine's own interfaces: every call here makes its own
+    IPRoute in a thread that entered the namespace.
+    """
+
+    def __init__(self, net: Network, host: str):
+        self._net, self._host = net, host
+        net.host(host)
+
+    def __getattr__(self, name: str):
+        def call(*args, **kwargs):
+            def inside():
+                with _ipr() as ipr:
+                    return getattr(ipr, name)(*args, **kwargs)
+            return self._net.run_in(self._host, inside)
+        return call
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
 def lab_network(create: bool = True, **kw) -> Network | None:
     """The session's lab network, made on first use (None if ``create`` is False and there is none)."""
     from .session import SESSION
@@ -244,7 +276,10 @@ def lab_network(create: bool = True, **kw) -> Network | None:
     if net is None and create:
         from .attach.tc import sweep_stale
 
-        sweep_stale()   # clsact filters that dead lab processes left on the machine's own interfaces
+        # clsact filters that dead lab processes left on the machine's own interfaces. In a thread:
+        # pyroute2 0.9 runs an asyncio loop, which fails in a thread whose loop runs already (Jupyter's).
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(sweep_stale).result()
         net = SESSION.resource(SESSION_KIND, lambda: Network(**kw))
     return net
 
