@@ -66,8 +66,10 @@ def _crafted(handle, port: int, to: int, decoy: int) -> None:
         raise NotYet(f"test_run: the packet to port {port} is no longer UDP over IPv4: {out.summary()}")
     got = out[UDP]
     if got.dport != to:
-        raise NotYet(f"test_run: a UDP packet to port {port} kept destination port {got.dport}; "
-                     f"{_MAP}[{port}] says {to}")
+        what = "kept its port" if got.dport == port else f"came out with destination port {got.dport}"
+        swapped = " (the new port byte-swapped: the packet wants network byte order, htons)" \
+            if got.dport == int.from_bytes(to.to_bytes(2, "little"), "big") else ""
+        raise NotYet(f"test_run: a UDP packet to port {port} {what}{swapped}; {_MAP}[{port}] says {to}")
     if got.sport != sport or bytes(got.payload) != payload:
         raise NotYet(f"test_run: the source port or the payload changed (sport {sport} -> {got.sport}); "
                      "rewrite only the destination port")
