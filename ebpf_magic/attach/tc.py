@@ -65,7 +65,7 @@ def clsact(req: Request, dev: Device, direction: str) -> NetAttachment:
     """A direct-action bpf filter on the device's clsact qdisc, made through netlink."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    sweep_stale()
+    _in_worker_thread(sweep_stale)
     prio = next(_prio)
     name = f"{_NAME_PREFIX}{os.getpid()}:{req.fn}"[:255]
 
@@ -95,6 +95,14 @@ def clsact(req: Request, dev: Device, direction: str) -> NetAttachment:
 
     return NetAttachment("clsact", f"{dev.label} {direction} (netlink filter, prio {prio})", remove,
                          target=dev.network)
+
+
+def _in_worker_thread(fn):
+    """pyroute2 0.9 runs an asyncio loop of its own, which fails in a thread whose loop runs (Jupyter's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
 
 
 def _remove_filter(ifindex: int, parent: str, prio: int) -> None:
