@@ -22,7 +22,7 @@ class FlowKeys(ct.Structure):
     _fields_ = [("nhoff", ct.c_uint16), ("thoff", ct.c_uint16), ("addr_proto", ct.c_uint16),
                 ("is_frag", ct.c_uint8), ("is_first_frag", ct.c_uint8), ("is_encap", ct.c_uint8),
                 ("ip_proto", ct.c_uint8), ("n_proto", ct.c_uint8 * 2), ("sport", ct.c_uint8 * 2),
-                ("dport", ct.c_uint8 * 2), ("src", ct.c_uint8 * 16), ("dst", ct.c_uint8 * 16),
+                ("dport", ct.c_uint8 * 2), ("addrs", ct.c_uint8 * 32),
                 ("flags", ct.c_uint32), ("flow_label", ct.c_uint8 * 4)]
 
 
@@ -33,21 +33,23 @@ def _be(raw) -> int:
     return int.from_bytes(bytes(raw), "big")
 
 
-def _addr(raw, addr_proto: int) -> str | None:
+def _addrs(raw, addr_proto: int) -> tuple[str | None, str | None]:
+    """The union of ipv4_src, ipv4_dst (8 bytes) and ipv6_src, ipv6_dst (32 bytes)."""
     data = bytes(raw)
     if addr_proto == ETH_P_IP:
-        return str(ipaddress.IPv4Address(data[:4]))
+        return str(ipaddress.IPv4Address(data[:4])), str(ipaddress.IPv4Address(data[4:8]))
     if addr_proto == ETH_P_IPV6:
-        return str(ipaddress.IPv6Address(data))
-    return None   # the program said no addresses are valid
+        return str(ipaddress.IPv6Address(data[:16])), str(ipaddress.IPv6Address(data[16:]))
+    return None, None   # the program said no addresses are valid
 
 
 def decode(data: bytes) -> dict:
     """The flow keys as a dict: ports and protocols as numbers, addresses as text (None if not set)."""
     k = FlowKeys.from_buffer_copy(data[:SIZE].ljust(SIZE, b"\0"))
+    src, dst = _addrs(k.addrs, k.addr_proto)
     return {"nhoff": k.nhoff, "thoff": k.thoff, "n_proto": _be(k.n_proto), "addr_proto": k.addr_proto,
             "ip_proto": k.ip_proto, "is_frag": bool(k.is_frag), "is_first_frag": bool(k.is_first_frag),
-            "is_encap": bool(k.is_encap), "src": _addr(k.src, k.addr_proto), "dst": _addr(k.dst, k.addr_proto),
+            "is_encap": bool(k.is_encap), "src": src, "dst": dst,
             "sport": _be(k.sport), "dport": _be(k.dport), "flags": k.flags, "flow_label": _be(k.flow_label)}
 
 

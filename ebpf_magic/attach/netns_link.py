@@ -100,9 +100,11 @@ def netns_link(req: Request) -> list[NetAttachment]:
 
 
 def _hint(err: int, prog_type) -> str:
+    if err == errno.E2BIG and prog_type == ProgType.FLOW_DISSECTOR:
+        return "one flow dissector per namespace: detach the other one first (bpftool net list shows it)"
     if err == errno.EEXIST and prog_type == ProgType.FLOW_DISSECTOR:
-        return ("one flow dissector per namespace: detach the other one first; a flow dissector on the "
-                "machine's own namespace also blocks every other namespace (bpftool net list shows it)")
+        return ("a flow dissector on the machine's own namespace overrides every namespace, so the kernel "
+                "refuses one here while it is attached (bpftool net list shows it)")
     if err == errno.E2BIG:
         return "at most 64 sk_lookup programs per namespace: detach some"
     if err == errno.EINVAL:
