@@ -88,7 +88,7 @@ def established_per_port(handle) -> str:
         raise NotYet(f"the check's workload went wrong: {ran['refused']} of {plan['k_r']} connect() calls "
                      f"to port {r} were refused (is something listening there?)")
     frame = counts_map.to_frame()
-    got = {int(k): int(v) for k, v in zip(frame["key"], frame["value"]) if int(v)}
+    got = {int(k): int(v) for k, v in zip(frame["key"], frame["value"], strict=True) if int(v)}
     made = f"the check made {k_p} connections to port {p} and {k_q} to port {q}"
     if not got:
         raise NotYet(f"'established' is empty: {made}; on the op that says a connection is established, "
