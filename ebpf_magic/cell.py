@@ -104,7 +104,8 @@ def probe_function(cell: Cell) -> str:
 _OPTION_FAMILIES = {"pid": ("uprobe", "uretprobe", "usdt", "perf_event"), "event": ("perf_event",),
                     "freq": ("perf_event",), "period": ("perf_event",), "cpu": ("perf_event",),
                     "dev": ("xdp", "tc", "tcx", "socket"), "xdp_mode": ("xdp",), "direction": ("tc",),
-                    "cgroup": ("cgroup", "sockops"), "map": ("sk_msg", "sk_skb")}
+                    "cgroup": ("cgroup", "sockops"), "map": ("sk_msg", "sk_skb"),
+                    "netns": ("sk_lookup", "flow_dissector")}
 
 
 def _check_options_apply(options: Options, sections) -> None:

@@ -162,7 +162,7 @@ class BaseHandle:
                  else f"bpf program <code>{html.escape(s['name'])}</code>")
         return f"<b>{title}</b><table>{rows}</table>{out}"
 
-    # --- network programs (xdp, tc, socket): test runs, captures, the lab network -------
+    # --- network programs (xdp, tc, socket, flow_dissector, sk_lookup): test runs, sockets, captures ----
     def test_run(self, packet, repeat: int = 1, program: str | None = None):
         """Run the program on ``packet`` (bytes or scapy) ``repeat`` times: action, ns per run, output."""
         from .testrun import test_run
@@ -174,6 +174,18 @@ class BaseHandle:
         from .testrun import test_run_many
 
         return test_run_many(self, packets, repeat=repeat, program=program)
+
+    def put_socket(self, map_name: str, key, sock) -> None:
+        """Put ``sock`` (e.g. from ``net.listen``) into the sockmap/sockhash ``map_name`` under ``key``."""
+        from .socket_maps import put_socket
+
+        put_socket(self, map_name, key, sock)
+
+    def remove_socket(self, map_name: str, key) -> None:
+        """Take the socket under ``key`` out of the sockmap/sockhash ``map_name``."""
+        from .socket_maps import remove_socket
+
+        remove_socket(self, map_name, key)
 
     def packets(self, duration: float = 1.0, max_packets: int = 100_000):
         """Socket filters: what the filter kept, for ``duration`` s (and since the last call)."""

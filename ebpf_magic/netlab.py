@@ -188,6 +188,24 @@ class Network:
 
         return flood(self, src, dst, duration, **kw)
 
+    def listen(self, host: str, port: int = 0, **kw):
+        """A socket listening in ``host`` (see ``netsockets.listen``), e.g. for sk_lookup to steer to."""
+        from .netsockets import listen
+
+        return listen(self, host, port, **kw)
+
+    def connect(self, src: str, dst: str, ports, listeners=(), **kw):
+        """Connect from ``src`` to each port of ``dst``: which of ``listeners`` accepted (a DataFrame)."""
+        from .netsockets import connect
+
+        return connect(self, src, dst, ports, listeners, **kw)
+
+    def send_frames(self, host: str, frames, iface: str | None = None) -> int:
+        """Send crafted Ethernet frames out of ``host``'s interface from a packet socket."""
+        from .netsockets import send_frames
+
+        return send_frames(self, host, frames, iface)
+
     def run(self, host: str, cmd, timeout: float = 30.0) -> str:
         from .nettraffic import run
 

@@ -1,4 +1,4 @@
-"""``BPF_PROG_TEST_RUN``: run a loaded XDP, tc or socket-filter program on a crafted packet.
+"""``BPF_PROG_TEST_RUN``: run a loaded XDP, tc, socket-filter or flow_dissector program on a crafted packet.
 
 No network is involved: the kernel runs the program ``repeat`` times on a
 copy of the packet and reports the return value, the mean time per run and
@@ -10,20 +10,24 @@ A socket filter sees it from the IP header (the kernel's test run starts
 there), while on the lab's packet socket it sees the Ethernet header too:
 ``bpf_skb_load_bytes_relative(skb, off, buf, len, BPF_HDR_START_NET)`` reads
 the same bytes in both.
+
+A flow dissector sees the packet from its Ethernet header too (``nhoff`` starts
+at 14); instead of a packet it hands back the ``struct bpf_flow_keys`` it filled,
+decoded as ``result.flow_keys`` (see ``flowkeys``).
 """
 from __future__ import annotations
 
 import ctypes as ct
 import logging
 
-from . import libbpf
+from . import flowkeys, libbpf
 from .errors import BPFLabError, UsageError
 from .uapi import ProgType
 
 XDP_RET = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
 TC_RET = {-1: "TC_ACT_UNSPEC", 0: "TC_ACT_OK", 1: "TC_ACT_RECLASSIFY", 2: "TC_ACT_SHOT", 3: "TC_ACT_PIPE",
           4: "TC_ACT_STOLEN", 5: "TC_ACT_QUEUED", 6: "TC_ACT_REPEAT", 7: "TC_ACT_REDIRECT", 8: "TC_ACT_TRAP"}
-_RUNNABLE = (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SOCKET_FILTER)
+_RUNNABLE = (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SOCKET_FILTER, ProgType.FLOW_DISSECTOR)
 _ETH_HLEN = 14
 _MAX_PACKET = 65535
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # scapy's routing warnings on crafted packets
@@ -50,6 +54,8 @@ def retval_name(prog_type: ProgType, retval: int) -> str:
     if prog_type == ProgType.SCHED_CLS:
         signed = retval - (1 << 32) if retval >= 1 << 31 else retval
         return TC_RET.get(signed, str(signed))
+    if prog_type == ProgType.FLOW_DISSECTOR:
+        return flowkeys.BPF_RET.get(retval, str(retval))
     return "drop" if retval == 0 else f"keep {retval} bytes"
 
 
@@ -89,8 +95,9 @@ def _pick(handle, program: str | None) -> tuple[str, int, ProgType]:
         runnable = [p for p in found if p[2] in _RUNNABLE]
     if not runnable:
         kinds = ", ".join(f"{n} ({t.name})" for n, _, t in progs)
-        raise UsageError(f"{handle.name} has no XDP, tc or socket-filter program to test-run ({kinds})",
-                         hint="test_run runs SEC xdp, tc/tcx and socket programs on a packet")
+        raise UsageError(f"{handle.name} has no XDP, tc, socket-filter or flow_dissector program to test-run "
+                         f"({kinds})", hint="test_run runs SEC xdp, tc/tcx, socket and flow_dissector programs "
+                                            "on a packet")
     if len(runnable) > 1:
         raise UsageError(f"{handle.name} has several programs: {', '.join(p[0] for p in runnable)}",
                          hint="say which: h.test_run(pkt, program=NAME)")
@@ -110,6 +117,9 @@ def run_once(fd: int, prog_type: ProgType, data: bytes, repeat: int) -> dict:
                           hint="EINVAL: the packet is too short for this program type, or the program "
                                "type cannot be test-run")
     data_out = out.raw[:opts.data_size_out]
+    if prog_type == ProgType.FLOW_DISSECTOR:
+        return {"retval": opts.retval, "action": retval_name(prog_type, opts.retval), "ns_per_run": opts.duration,
+                "repeat": repeat, "data_out": data_out, "layer": "flow_keys", "flow_keys": flowkeys.decode(data_out)}
     if prog_type == ProgType.SOCKET_FILTER:
         # The kernel runs a socket filter from the network header and hands back the packet
         # behind a zeroed Ethernet header: show the packet the program saw.
@@ -135,10 +145,17 @@ def test_run_many(handle, packets, repeat: int = 1, program: str | None = None):
     for i, pkt in enumerate(packets):
         r = test_run(handle, pkt, repeat=repeat, program=program)
         data = _bytes(pkt)
+        if r["layer"] == "flow_keys":
+            rows.append({"packet": i, "input": _summary(data), "retval": r["retval"], "action": r["action"],
+                         "ns_per_run": r["ns_per_run"], **r["flow_keys"]})
+            continue
         rows.append({"packet": i, "input": _summary(data), "retval": r["retval"], "action": r["action"],
                      "ns_per_run": r["ns_per_run"], "output": r.packet.summary() if r["data_out"] else "(empty)",
                      "changed": r["data_out"] != (data[_ETH_HLEN:] if r["layer"] == "ip" else data)})
-    return pd.DataFrame(rows, columns=["packet", "input", "retval", "action", "ns_per_run", "output", "changed"])
+    columns = ["packet", "input", "retval", "action", "ns_per_run"]
+    if rows and "nhoff" in rows[0]:   # a flow dissector's rows: its flow keys instead of an output packet
+        return pd.DataFrame(rows, columns=columns + list(flowkeys.COLUMNS))
+    return pd.DataFrame(rows, columns=columns + ["output", "changed"])
 
 
 def _summary(data: bytes) -> str:
@@ -148,7 +165,10 @@ def _summary(data: bytes) -> str:
 
 
 class TestResult(dict):
-    """retval, action (by name), ns_per_run (mean), repeat, data_out; ``.packet`` decodes the output."""
+    """retval, action (by name), ns_per_run (mean), repeat, data_out; ``.packet`` decodes the output.
+
+    A flow dissector's result has ``flow_keys`` (a dict) instead of an output packet.
+    """
 
     __test__ = False
 
@@ -160,6 +180,9 @@ class TestResult(dict):
         from scapy.layers.l2 import Ether
 
         data = self["data_out"]
+        if self["layer"] == "flow_keys":
+            raise UsageError("a flow dissector's test run gives flow keys, not a packet",
+                             hint="read result.flow_keys")
         if self["layer"] == "ip":
             return IPv6(data) if data[:1] and data[0] >> 4 == 6 else IP(data)
         return Ether(data)
@@ -171,5 +194,10 @@ class TestResult(dict):
             raise AttributeError(key) from None
 
     def __repr__(self) -> str:
+        if self["layer"] == "flow_keys":
+            k = self["flow_keys"]
+            return (f"<test_run {self['program']}: {self['action']} (retval {self['retval']}), "
+                    f"{self['ns_per_run']} ns per run over {self['repeat']}; flow keys: proto {k['ip_proto']} "
+                    f"{k['src']}:{k['sport']} -> {k['dst']}:{k['dport']}, nhoff {k['nhoff']} thoff {k['thoff']}>")
         return (f"<test_run {self['program']}: {self['action']} (retval {self['retval']}), "
                 f"{self['ns_per_run']} ns per run over {self['repeat']}; out: {self.packet.summary()}>")

@@ -267,11 +267,24 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.stdout.splitlines() if line.strip() and _ours(line.split()[0])}
 
 
+LAB_PARENT = "ebpf-lab"   # ebpf_magic.cgroups.LAB_PARENT: every lab process's cgroups, named <pid>-<n>
+
+
 def _cgroups() -> set[str]:
+    # The lab's shared parent is not counted: it goes with the last lab cgroup of any process, so a
+    # test running beside the chapter can keep it after the chapter removed its own. Its children are.
     found = set()
     for root, dirs, _files in os.walk(CGROUP_ROOT, onerror=lambda _e: None):
-        found.update(os.path.join(root, d) for d in dirs if _ours(d))
+        in_lab = os.path.basename(root) == LAB_PARENT
+        found.update(os.path.join(root, d) for d in dirs if d != LAB_PARENT and (in_lab or _ours(d)))
     return found
+
+
+def _made_by(path: str, pids: set[int]) -> bool:
+    """A lab cgroup belongs to the process in its name; any other new cgroup counts as the chapter's."""
+    parent, name = os.path.split(path)
+    owner = name.split("-", 1)[0]
+    return os.path.basename(parent) != LAB_PARENT or not owner.isdigit() or int(owner) in pids
 
 
 def _kernel_pid(item) -> int | None:
@@ -339,8 +352,10 @@ def _leftovers(ch: Chapter, item) -> list[str]:
                        f"end the chapter with %bpf_detach --all")
     for name in sorted(now["netns"] - before["netns"]):
         out.append(f"  network namespace {name} (ip netns del {name})")
+    kernel_pids = _descendants(pid) if pid is not None else set()
     for path in sorted(now["cgroups"] - before["cgroups"]):
-        out.append(f"  cgroup {path} (rmdir it)")
+        if pid is None or _made_by(path, kernel_pids):
+            out.append(f"  cgroup {path} (rmdir it)")
     return out
 
 

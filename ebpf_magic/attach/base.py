@@ -25,6 +25,8 @@ class Options:
     real_dev: bool = False          # --dev names an interface of this machine, outside the lab network
     cgroup: object = None       # cgroup families, sockops: a cgroups.LabCgroup or a cgroup v2 path
     map: str | None = None      # sk_msg, sk_skb: "HANDLE:MAP" (another handle's map) or "MAP" (the cell's)
+    netns: str | None = None    # sk_lookup, flow_dissector: a lab host "b" (a namespace file with real_netns)
+    real_netns: bool = False    # --netns names a namespace of this machine ("self" or a path), outside the lab
 
     def check(self) -> None:
         """Refuse what no kernel could use, before anything compiles."""
@@ -45,9 +47,10 @@ class Options:
             close = close_matches(self.event, EVENTS)
             raise UsageError(f"unknown perf event {self.event!r}",
                              hint=(f"did you mean {', '.join(close)}? " if close else "") + "one of: " + ", ".join(EVENTS))
-        from . import cgroup, net
+        from . import cgroup, net, netns_link
 
         net.check_options(self)
+        netns_link.check_options(self)
         if self.cgroup is not None or self.map is not None:
             cgroup.check_options(self)
         if self.pid is not None and not os.path.exists(f"/proc/{self.pid}"):
