@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import netns
@@ -244,7 +245,10 @@ def lab_network(create: bool = True, **kw) -> Network | None:
     if net is None and create:
         from .attach.tc import sweep_stale
 
-        sweep_stale()   # clsact filters that dead lab processes left on the machine's own interfaces
+        # clsact filters that dead lab processes left on the machine's own interfaces. In a thread:
+        # pyroute2 0.9 runs an asyncio loop, which fails in a thread whose loop runs already (Jupyter's).
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(sweep_stale).result()
         net = SESSION.resource(SESSION_KIND, lambda: Network(**kw))
     return net
 
