@@ -15,8 +15,8 @@ from . import NotYet, exercise, require_map
 
 _PORTS = range(20000, 60000)
 _FLOWS = 4
-_HINT_START = ("(test_run starts the packet at the IP header, a packet socket at the Ethernet header: "
-               "bpf_skb_load_bytes_relative(skb, off, &v, len, BPF_HDR_START_NET) reads the same bytes in both)")
+_HINT_START = ("; it reads at offsets from the Ethernet header, but test_run starts the packet at the IP header: "
+               "bpf_skb_load_bytes_relative(skb, off, &v, len, BPF_HDR_START_NET) reads the same bytes in both")
 
 
 def _crafted(secret: int, other: int) -> list[tuple[str, object, bool]]:
@@ -33,9 +33,17 @@ def _crafted(secret: int, other: int) -> list[tuple[str, object, bool]]:
          Ether() / IP(**ip) / UDP(sport=secret, dport=other) / payload, False),
         (f"a TCP segment to port {secret}", Ether() / IP(**ip) / TCP(sport=40000, dport=secret) / payload, False),
         ("an ICMP echo request", Ether() / IP(**ip) / ICMP() / payload, False),
-        (f"a UDP packet to port {secret} whose IPv4 header has an option (24 bytes, IHL 6)",
+        (f"a UDP packet to port {secret} whose IPv4 header has an option (IHL 6: 24 bytes, the UDP header "
+         f"starts at (first byte & 0x0f) * 4)",
          Ether() / IP(options=[IPOption_Router_Alert()], **ip) / UDP(sport=40000, dport=secret) / payload, True),
     ]
+
+
+def _reads_from_ethernet(handle, pkt) -> bool:
+    """Whether the program keeps ``pkt`` once a second Ethernet header sits in front of its IP header."""
+    from scapy.layers.l2 import Ether
+
+    return handle.test_run(bytes(Ether(type=0x0800)) + bytes(pkt)).retval != 0
 
 
 def _test_runs(handle, secret: int, other: int) -> None:
@@ -43,7 +51,8 @@ def _test_runs(handle, secret: int, other: int) -> None:
         r = handle.test_run(pkt)
         ip_len = len(pkt) - 14
         if keep and r.retval == 0:
-            raise NotYet(f"test_run: your filter dropped {what}; it should keep it {_HINT_START}")
+            hint = _HINT_START if _reads_from_ethernet(handle, pkt) else ""
+            raise NotYet(f"test_run: your filter dropped {what}; it should keep it{hint}")
         if keep and r.retval < ip_len:
             raise NotYet(f"test_run: your filter kept only {r.retval} bytes of {what} ({ip_len} bytes from the "
                          f"IP header on); keep the whole packet: return skb->len")
