@@ -17,6 +17,7 @@ from .errors import UsageError
 KEEP = 100_000
 COLUMNS = ["time", "length", "direction", "src_mac", "dst_mac", "ethertype", "src", "dst", "protocol",
            "sport", "dport", "summary", "data"]
+_ETH_HLEN = 14
 _PKTTYPE = {0: "in", 1: "broadcast", 2: "multicast", 3: "other-host", 4: "out"}
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
@@ -54,10 +55,13 @@ def _decode(t: float, data: bytes, direction: str) -> dict:
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
 
+    row = {"time": t, "length": len(data), "direction": direction, "src_mac": None, "dst_mac": None,
+           "ethertype": None, "src": None, "dst": None, "protocol": None, "sport": None, "dport": None,
+           "summary": f"{len(data)} bytes (shorter than an Ethernet header)", "data": data}
+    if len(data) < _ETH_HLEN:   # a filter that kept only a few bytes
+        return row
     pkt = Ether(data)
-    row = {"time": t, "length": len(data), "direction": direction, "src_mac": pkt.src, "dst_mac": pkt.dst,
-           "ethertype": f"0x{pkt.type:04x}", "src": None, "dst": None, "protocol": None, "sport": None,
-           "dport": None, "summary": pkt.summary(), "data": data}
+    row |= {"src_mac": pkt.src, "dst_mac": pkt.dst, "ethertype": f"0x{pkt.type:04x}", "summary": pkt.summary()}
     ip = pkt[IP] if IP in pkt else pkt[IPv6] if IPv6 in pkt else None
     if ip is not None:
         row["src"], row["dst"] = ip.src, ip.dst
@@ -73,11 +77,12 @@ def _decode(t: float, data: bytes, direction: str) -> dict:
 def write_pcap(path, packets) -> str:
     """Write (time, bytes) packets as an Ethernet pcap (Wireshark, tcpdump -r)."""
     from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
     from scapy.utils import PcapWriter
 
     with PcapWriter(str(path), linktype=1, sync=True) as w:
         for t, data, *_ in packets:
-            p = Ether(data)
+            p = Ether(data) if len(data) >= _ETH_HLEN else Raw(data)
             p.time = t
             w.write(p)
     return str(path)

@@ -75,6 +75,16 @@ def test_decoded_frame_and_pcap(tmp_path):
     assert [bytes(p) for p in rdpcap(str(tmp_path / "y.pcap"))] == [p[1] for p in pkts]
 
 
+def test_captures_cut_short_by_the_filter_still_decode_and_write(tmp_path):
+    whole = bytes(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(dport=9000))
+    pkts = [(1.0, whole[:1], "in"), (2.0, whole[:14], "in"), (3.0, whole, "in")]
+    df = packets.frame(pkts)
+    assert df["length"].tolist() == [1, 14, 42] and df["ethertype"].tolist()[1:] == ["0x0800", "0x0800"]
+    assert "shorter than an Ethernet header" in df["summary"][0] and df["protocol"].tolist()[2] == "udp"
+    path = packets.write_pcap(tmp_path / "short.pcap", pkts)
+    assert [bytes(p) for p in rdpcap(path)] == [p[1] for p in pkts]
+
+
 @pytest.mark.parametrize("hosts", [("a",), ("a", "a"), ("a", "b-c"), ("a", "averylonghost")])
 def test_bad_host_names_refused_before_any_namespace(hosts):
     with pytest.raises(UsageError):
