@@ -87,7 +87,7 @@ def check(name: str, handle) -> Verdict:
 
 def require_map(handle, name: str):
     """The learner's map ``name`` as a MapView, or NotYet saying which maps the program has."""
-    names = handle.map_names()
+    names = list(handle.map_names)   # a property on both engines' handles
     if name not in names:
         have = ", ".join(names) or "no maps"
         raise NotYet(f"the program needs a map named {name!r}; it has {have}")
