@@ -12,6 +12,7 @@ with :func:`exercise`. ``%bpf_check NAME HANDLE`` is the notebook's way in.
 """
 from __future__ import annotations
 
+import errno
 import html
 import importlib
 import pkgutil
@@ -102,3 +103,13 @@ def entries(handle, map_name: str) -> dict:
     if not {"key", "value"} <= set(frame.columns):
         raise NotYet(f"{map_name!r} should map one number to one number; it has columns {list(frame.columns)}")
     return {int(k): int(v) for k, v in zip(frame["key"], frame["value"], strict=True)}
+
+
+def misjudged(what: str, refused: int | None, should_refuse: bool) -> str | None:
+    """Why a syscall the check made went the wrong way (EPERM wanted or not), or None if it did not."""
+    if should_refuse and refused != errno.EPERM:
+        got = "went through" if refused is None else f"failed with {errno.errorcode[refused]}"
+        return f"{what}: {got}, should be refused with EPERM"
+    if not should_refuse and refused is not None:
+        return f"{what}: refused with {errno.errorcode[refused]}, should go through"
+    return None

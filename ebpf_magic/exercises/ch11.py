@@ -1,13 +1,12 @@
 """Chapter 11's exercise: keep files named keep-* from being unlinked (fmod_ret)."""
 from __future__ import annotations
 
-import errno
 import os
 import random
 import secrets
 import tempfile
 
-from . import NotYet, exercise
+from . import NotYet, exercise, misjudged
 
 
 @exercise("11-keep-files", "11-fmod-ret", "refuse unlink(2) of files named keep-* (fmod_ret)")
@@ -29,12 +28,8 @@ def keep_files(handle) -> str:
                 gone = os.path.join(work, f"gone-{secrets.token_hex(4)}")
                 os.rename(path, gone)   # rename is not unlink: the clean-up can remove it
                 os.unlink(gone)
-            protect = name.startswith("keep-")
-            if protect and refused != errno.EPERM:
-                wrong.append(f"{name}: {'unlinked' if refused is None else errno.errorcode[refused]}, "
-                             "should be refused with EPERM")
-            elif not protect and refused is not None:
-                wrong.append(f"{name}: refused with {errno.errorcode[refused]}, should be unlinked")
+            wrong.append(misjudged(f"unlink {name}", refused, name.startswith("keep-")))
+    wrong = [w for w in wrong if w]
     if wrong:
         raise NotYet(f"{len(wrong)} of {len(names)} unlinks went the wrong way: " + "; ".join(wrong[:3]))
     return f"{len(names)} unlinks: every keep-* file refused with EPERM, the others removed"

@@ -1,13 +1,12 @@
 """Chapter 12's exercise: no new directories inside directories named locked-* (lsm/inode_mkdir)."""
 from __future__ import annotations
 
-import errno
 import os
 import random
 import secrets
 import tempfile
 
-from . import NotYet, exercise
+from . import NotYet, exercise, misjudged
 
 
 @exercise("12-locked-dirs", "12-lsm", "refuse mkdir(2) inside directories named locked-* (BPF LSM)")
@@ -27,12 +26,8 @@ def locked_dirs(handle) -> str:
                 refused = None
             except OSError as exc:
                 refused = exc.errno
-            lock = parent.startswith("locked-")
-            if lock and refused != errno.EPERM:
-                wrong.append(f"mkdir in {parent}: {'created' if refused is None else errno.errorcode[refused]}, "
-                             "should be refused with EPERM")
-            elif not lock and refused is not None:
-                wrong.append(f"mkdir in {parent}: refused with {errno.errorcode[refused]}, should be created")
+            wrong.append(misjudged(f"mkdir in {parent}", refused, parent.startswith("locked-")))
+    wrong = [w for w in wrong if w]
     if wrong:
         raise NotYet(f"{len(wrong)} of {len(parents)} mkdirs went the wrong way: " + "; ".join(wrong[:3]))
     return f"{len(parents)} mkdirs: refused with EPERM in every locked-* directory, created elsewhere"

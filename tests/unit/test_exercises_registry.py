@@ -22,3 +22,14 @@ def test_verdicts_from_a_check(monkeypatch):
     assert "not yet" in verdict._repr_html_() and "3 is odd" in repr(verdict)
     with pytest.raises(UsageError, match="no exercise named"):
         exercises.check("t-missing", 1)
+
+
+def test_misjudged_says_which_way_a_syscall_went():
+    import errno
+
+    assert exercises.misjudged("unlink keep-1", errno.EPERM, True) is None
+    assert exercises.misjudged("unlink x", None, False) is None
+    assert exercises.misjudged("unlink keep-1", None, True) == "unlink keep-1: went through, should be refused with EPERM"
+    assert "failed with EACCES" in exercises.misjudged("unlink keep-1", errno.EACCES, True)
+    assert exercises.misjudged("mkdir in open-1", errno.EPERM, False) == \
+        "mkdir in open-1: refused with EPERM, should go through"
