@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import os
+import threading
 
 from .. import libbpf
 from ..errors import AttachError, KernelRefusedError
@@ -74,16 +75,54 @@ def link(prog_fd: int, event_fd: int) -> int:
 
 
 def _closer(fds: list[int]):
+    """Detach: the links now, the events' fds on a background thread (``attach_events`` pairs them).
+
+    Closing a link takes the program off its event at once (the kernel swaps the
+    event's program array). Closing the last perf event of a tracepoint then
+    waits in the kernel for RCU grace periods (``tracepoint_synchronize_unregister``),
+    tens of milliseconds on a busy machine with nothing left to run, so the
+    learner does not wait for it.
+    """
     def close():
-        for fd in reversed(fds):
-            os.close(fd)
+        events, links = fds[0::2], fds[1::2]
         fds.clear()
+        for fd in reversed(links):
+            os.close(fd)
+        _close_later(events)
     return close
+
+
+_closing: set[threading.Thread] = set()
+_closing_lock = threading.Lock()
+
+
+def _close_later(fds: list[int]) -> None:
+    def run():
+        for fd in fds:
+            os.close(fd)
+        with _closing_lock:
+            _closing.discard(worker)
+
+    worker = threading.Thread(target=run, name="perf-event-close", daemon=True)
+    with _closing_lock:
+        _closing.add(worker)
+    worker.start()
+
+
+def wait_closed(timeout: float | None = None) -> None:
+    """Wait until the perf events of earlier detaches are closed (tests and leak checks count fds)."""
+    with _closing_lock:
+        pending = list(_closing)
+    for worker in pending:
+        worker.join(timeout)
 
 
 def attach_events(prog_fd: int, events: list[tuple[int, int, int]], period: int = 0, freq: int = 0,
                   pid: int = -1) -> list[int]:
-    """Link the program to one event per (type, config, cpu); returns every fd to close, or raises OSError."""
+    """Link the program to one event per (type, config, cpu); returns [event, link, event, link, ...] fds.
+
+    Raises OSError, with nothing left open.
+    """
     fds: list[int] = []
     try:
         for ev_type, config, cpu in events:
@@ -91,7 +130,8 @@ def attach_events(prog_fd: int, events: list[tuple[int, int, int]], period: int 
             fds.append(efd)
             fds.append(link(prog_fd, efd))
     except OSError:
-        _closer(fds)()
+        for fd in reversed(fds):
+            os.close(fd)
         raise
     return fds
 

@@ -77,7 +77,7 @@ def base_flags(include_dir: str) -> list[str]:
     return ["-target", "bpf", "-O2", "-g", arch_flag(), "-I", include_dir, *extra, "-Wno-unknown-attributes"]
 
 
-def _atomic_write(path: str, produce) -> None:
+def atomic_write(path: str, produce) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     os.close(fd)
     try:
@@ -104,7 +104,7 @@ def kernel_dir() -> str:
                 subprocess.run([bpftool, "btf", "dump", "file", VMLINUX_BTF, "format", "c"], stdout=out,
                                check=True)
 
-        _atomic_write(header, dump)
+        atomic_write(header, dump)
     return d
 
 
@@ -120,7 +120,7 @@ def pch() -> str:
             subprocess.run([path, *base_flags(d), "-x", "c-header", os.path.join(d, "vmlinux.h"), "-o", tmp],
                            check=True, capture_output=True)
 
-        _atomic_write(out, build)
+        atomic_write(out, build)
     return out
 
 
@@ -164,16 +164,18 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
                                 engine="core") from None
         found = warnings_of(cell, proc.stderr)
         # The warnings go first: an object without its file would replay as warning-free.
-        _atomic_write(warn, lambda t: _write_lines(t, found))
-        _atomic_write(obj, lambda t: shutil.copyfile(out, t))
+        atomic_write(warn, lambda t: _write_lines(t, found))
+        atomic_write(obj, lambda t: shutil.copyfile(out, t))
     with open(obj, "rb") as f:
         return Compiled(f.read(), False, obj, tuple(found))
 
 
 def _clang(path: str, flags: list[str], tmp: str, out: str) -> subprocess.CompletedProcess:
+    from . import warm_clang
+
     # Run in tmp with a relative name: diagnostics and BTF line info then say "cell:LINE".
-    return subprocess.run([path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out], cwd=tmp,
-                          capture_output=True, text=True)
+    args = [path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out]
+    return warm_clang.run(args, tmp) or subprocess.run(args, cwd=tmp, capture_output=True, text=True)
 
 
 # Each round adds the kernel types clang said were missing (reached through a pointer the cell
