@@ -71,7 +71,8 @@ def rows(res: dict) -> list[tuple[str, str, str, str]]:
                 continue
             fig = (f"{r['delivered']:,} of {r['tried']:,} ({r['delivered_pct']:.1f} %), "
                    f"{_rate(r['delivered_per_s'])}; dropped in program {r['failed_in_program']:,}, "
-                   f"kernel lost {r['kernel_lost']:,}, unread {r['unread']:,}")
+                   f"kernel lost {r['kernel_lost']:,}, unread {r['unread']:,}"
+                   + (f"; consumer CPU {r['consumer_cpu_s']:.2f} s" if "consumer_cpu_s" in r else ""))
             cmp = "" if who == "c" or not ref else (
                 f"rate {_ratio(r['delivered_per_s'], ref['delivered_per_s'])} of C; "
                 f"delivered {r['delivered_pct'] - ref['delivered_pct']:+.1f} points vs C")
@@ -84,7 +85,8 @@ def machine_line(res: dict) -> str:
     m = res["machine"]
     return (f"{m['kernel']}, {m['cpu']}, {m['nproc']} CPUs; load {m['loadavg_start']} -> {m.get('loadavg_end')}; "
             f"bcc {m['bcc']}, libbpf {m['libbpf']}, {m['clang']}, Python {m['python']}; "
-            f"{res['reps']} repetitions per latency figure")
+            f"{res['reps']} repetitions per latency figure"
+            + "".join(f"; load at {k}: {v[0]}" for k, v in res.get("loadavg_at", {}).items()))
 
 
 def print_report(res: dict) -> None:
