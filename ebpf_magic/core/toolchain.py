@@ -130,6 +130,7 @@ class Compiled:
     cached: bool
     path: str
     warnings: tuple[str, ...] = ()
+    target_btf: str | None = None  # the kernel BTF for CO-RE, cut to the cell's types (``subset_btf``)
 
 
 def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
@@ -143,16 +144,17 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
     os.makedirs(obj_dir, exist_ok=True)
     obj = os.path.join(obj_dir, f"{key.hexdigest()[:24]}.o")
     warn = obj[:-2] + ".warnings"
+    target = obj[:-2] + ".btf"
     if os.path.exists(obj):
         with open(obj, "rb") as f:
             data = f.read()
-        return Compiled(data, True, obj, _read_warnings(warn))
+        return Compiled(data, True, obj, _read_warnings(warn), target if os.path.exists(target) else None)
     with tempfile.TemporaryDirectory(prefix="ebpf-lab-") as tmp:
         src = os.path.join(tmp, CELL_FILE)
         with open(src, "w") as f:
             f.write(cell)
         out = os.path.join(tmp, "cell.o")
-        proc = _compile_with_subset(path, flags, d, cell, tmp, out) if kernel_types else None
+        proc, subset = _compile_with_subset(path, flags, d, cell, tmp, out) if kernel_types else (None, None)
         if proc is None:
             extra = ["-include-pch", pch()] if kernel_types else []
             proc = _clang(path, [*flags, *extra], tmp, out)
@@ -165,9 +167,16 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
         found = warnings_of(cell, proc.stderr)
         # The warnings go first: an object without its file would replay as warning-free.
         atomic_write(warn, lambda t: _write_lines(t, found))
+        # Only kernel types the subset header holds can be relocated against its BTF; a cell's own
+        # preserve_access_index types may be a module's, which libbpf looks for only in the whole BTF.
+        has_target = subset is not None and "preserve_access_index" not in cell
+        if has_target:
+            atomic_write(target, lambda t: shutil.copyfile(os.path.join(subset, "vmlinux.btf"), t))
+        elif os.path.exists(target):
+            os.unlink(target)
         atomic_write(obj, lambda t: shutil.copyfile(out, t))
     with open(obj, "rb") as f:
-        return Compiled(f.read(), False, obj, tuple(found))
+        return Compiled(f.read(), False, obj, tuple(found), target if has_target else None)
 
 
 def _clang(path: str, flags: list[str], tmp: str, out: str) -> subprocess.CompletedProcess:
@@ -183,8 +192,8 @@ def _clang(path: str, flags: list[str], tmp: str, out: str) -> subprocess.Comple
 _SUBSET_ROUNDS = 3
 
 
-def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.CompletedProcess | None:
-    """clang against a vmlinux.h of only the types the cell names; None: use the whole header.
+def _compile_with_subset(path, flags, d, cell, tmp, out) -> tuple[subprocess.CompletedProcess | None, str | None]:
+    """clang against a vmlinux.h of only the types the cell names, and the header's folder; None: whole header.
 
     The whole header's closure of task_struct and friends is what makes clang slow (debug info of
     every reachable type); a subset holds the same layouts with preserve_access_index, so the
@@ -193,26 +202,28 @@ def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.Completed
     from . import vmlinux_subset
 
     if os.environ.get("EBPF_LAB_FULL_VMLINUX") or not vmlinux_subset.supported():
-        return None
+        return None, None
     names, tried = vmlinux_subset.names_in(cell), set()
+    # task_struct___old is CO-RE's spelling of "task_struct as it used to be": relocated against task_struct
+    names |= {n.split("___")[0] for n in names if "___" in n}
     for _ in range(_SUBSET_ROUNDS):
         try:
             inc = vmlinux_subset.header(d, names)
         except OSError:
-            return None
+            return None, None
         if inc in tried:  # clang's complaint names nothing the kernel's BTF has: a real error
-            return None
+            return None, None
         tried.add(inc)
         # First on the include path, so "vmlinux.h" is the subset, not the whole header.
         proc = _clang(path, ["-I", inc, *flags], tmp, out)
         if proc.returncode == 0:
             # Warnings are replayed on every run, so they come from the header the learner wrote for.
-            return proc if not proc.stderr.strip() else None
+            return (proc, inc) if not proc.stderr.strip() else (None, None)
         missing = set(vmlinux_subset.MISSING.findall(proc.stderr)) - names
         if not missing:
-            return None
+            return None, None
         names |= missing
-    return None
+    return None, None
 
 
 def _write_lines(path: str, lines) -> None:

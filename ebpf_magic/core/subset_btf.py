@@ -1,0 +1,119 @@
+"""The kernel's BTF cut down to the types of a cell's subset vmlinux.h, for libbpf's CO-RE relocations.
+
+libbpf parses the whole kernel BTF (/sys/kernel/btf/vmlinux, megabytes) on
+every load of an object with CO-RE relocations: about 15 ms of CPU, most of
+what an unchanged re-run costs. ``bpf_object_open_opts.btf_custom_path``
+names another BTF to relocate against instead. The one written here holds
+the types the cell's subset header was made from, with the kernel's own
+layouts, and whatever they embed; what they only point to becomes a forward
+declaration, as in the header. Every type clang could relocate against came
+from that header, so libbpf finds the same candidates it would find in the
+whole BTF.
+
+Not used (the caller decides, see ``toolchain``) when a cell declares its own
+``preserve_access_index`` types, which may be a module's: libbpf searches
+module BTF only without a custom path.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import struct
+
+from . import btf_types as k
+from .btf_types import BtfTypes
+
+_MAGIC, _VERSION, _HDR = 0xEB9F, 1, struct.Struct("<HBBIIIII")
+# Bytes after the 12-byte head, fixed or per vlen entry (uapi/linux/btf.h).
+_EXTRA = {k.INT: 4, k.ARRAY: 12, k.VAR: 4, k.DECL_TAG: 4}
+_PER_ENTRY = {k.STRUCT: 12, k.UNION: 12, k.ENUM: 8, k.ENUM64: 12, k.FUNC_PROTO: 8, k.DATASEC: 12}
+FILE = "vmlinux.btf"
+
+
+def _size(kind: int, vlen: int) -> int:
+    return 12 + _EXTRA.get(kind, 0) + _PER_ENTRY.get(kind, 0) * vlen
+
+
+class _Writer:
+    def __init__(self, btf: BtfTypes, full: set[int]):
+        self.btf, self.full = btf, full
+        self.ids: dict[tuple[int, bool], int] = {}   # (kernel id, as a forward) -> new id
+        self.records: list[bytearray] = []
+        self.strings = bytearray(b"\0")
+        self.offsets = {"": 0}
+
+    def string(self, kernel_off: int) -> int:
+        s = self.btf._str(kernel_off) if kernel_off else ""
+        off = self.offsets.get(s)
+        if off is None:
+            off = self.offsets[s] = len(self.strings)
+            self.strings += s.encode() + b"\0"
+        return off
+
+    def add(self, tid: int, behind_ptr: bool = False) -> int:
+        """The new id of kernel type ``tid``, written with what it needs first-come (ids are forward refs)."""
+        if tid == 0:
+            return 0
+        t = self.btf.type(tid)
+        kind = t.kind
+        fwd = behind_ptr and kind in (k.STRUCT, k.UNION) and tid not in self.full and t.name_off != 0
+        key = (tid, fwd)
+        new = self.ids.get(key)
+        if new is not None:
+            return new
+        new = self.ids[key] = len(self.records) + 1
+        if fwd:
+            rec = bytearray(struct.pack("<III", self.string(t.name_off), k.FWD << 24 | (kind == k.UNION) << 31, 0))
+            self.records.append(rec)
+            return new
+        rec = bytearray(ct.string_at(ct.addressof(t), _size(kind, t.vlen)))
+        self.records.append(rec)  # placed now so ids stay in order; references patched below
+        struct.pack_into("<I", rec, 0, self.string(t.name_off))
+        ptr_inside = behind_ptr or kind in (k.PTR, k.FUNC_PROTO)
+        if kind in (k.STRUCT, k.UNION):
+            for i in range(t.vlen):
+                at = 12 + 12 * i
+                name, ref = struct.unpack_from("<II", rec, at)
+                struct.pack_into("<II", rec, at, self.string(name), self.add(ref, False))
+        elif kind == k.ARRAY:
+            elem, index = struct.unpack_from("<II", rec, 12)
+            struct.pack_into("<II", rec, 12, self.add(elem, behind_ptr), self.add(index))
+        elif kind in (k.ENUM, k.ENUM64):
+            step = _PER_ENTRY[kind]
+            for i in range(t.vlen):
+                at = 12 + step * i
+                struct.pack_into("<I", rec, at, self.string(struct.unpack_from("<I", rec, at)[0]))
+        elif kind == k.FUNC_PROTO:
+            struct.pack_into("<I", rec, 8, self.add(t.size_or_type, True))
+            for i in range(t.vlen):
+                at = 12 + 8 * i
+                name, ref = struct.unpack_from("<II", rec, at)
+                struct.pack_into("<II", rec, at, self.string(name), self.add(ref, True))
+        elif kind == k.DATASEC:
+            raise ValueError("data sections are not kernel types a cell names")
+        elif kind not in (k.INT, k.ENUM, k.ENUM64, k.FWD, k.FLOAT):  # these hold a size, not a type id
+            struct.pack_into("<I", rec, 8, self.add(t.size_or_type, ptr_inside))
+        return new
+
+    def blob(self) -> bytes:
+        types = b"".join(self.records)
+        return _HDR.pack(_MAGIC, _VERSION, 0, _HDR.size, 0, len(types), len(types), len(self.strings)) + types + \
+            bytes(self.strings)
+
+
+def build(btf: BtfTypes, ids: list[int]) -> bytes:
+    """Raw BTF of kernel types ``ids`` in full, what they embed, and forwards for what they point to."""
+    w = _Writer(btf, set(ids))
+    for tid in ids:
+        w.add(tid)
+    return w.blob()
+
+
+def write(path: str, kernel_btf, ids: list[int]) -> str:
+    """Write ``build(kernel_btf(), ids)`` to ``path`` unless it is there (``kernel_btf`` parses only if needed)."""
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(build(kernel_btf(), ids))
+        os.replace(tmp, path)
+    return path
