@@ -154,7 +154,8 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
         with open(src, "w") as f:
             f.write(cell)
         out = os.path.join(tmp, "cell.o")
-        proc, subset = _compile_with_subset(path, flags, d, cell, tmp, out) if kernel_types else (None, None)
+        proc = _compile_with_subset(path, flags, d, cell, tmp, out) if kernel_types else None
+        subset = getattr(proc, "subset_dir", None)
         if proc is None:
             extra = ["-include-pch", pch()] if kernel_types else []
             proc = _clang(path, [*flags, *extra], tmp, out)
@@ -192,8 +193,10 @@ def _clang(path: str, flags: list[str], tmp: str, out: str) -> subprocess.Comple
 _SUBSET_ROUNDS = 3
 
 
-def _compile_with_subset(path, flags, d, cell, tmp, out) -> tuple[subprocess.CompletedProcess | None, str | None]:
-    """clang against a vmlinux.h of only the types the cell names, and the header's folder; None: whole header.
+def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.CompletedProcess | None:
+    """clang against a vmlinux.h of only the types the cell names; None: use the whole header.
+
+    The result's ``subset_dir`` is the header's folder (its BTF is beside it, ``subset_btf``).
 
     The whole header's closure of task_struct and friends is what makes clang slow (debug info of
     every reachable type); a subset holds the same layouts with preserve_access_index, so the
@@ -202,7 +205,7 @@ def _compile_with_subset(path, flags, d, cell, tmp, out) -> tuple[subprocess.Com
     from . import vmlinux_subset
 
     if os.environ.get("EBPF_LAB_FULL_VMLINUX") or not vmlinux_subset.supported():
-        return None, None
+        return None
     names, tried = vmlinux_subset.names_in(cell), set()
     # task_struct___old is CO-RE's spelling of "task_struct as it used to be": relocated against task_struct
     names |= {n.split("___")[0] for n in names if "___" in n}
@@ -210,20 +213,21 @@ def _compile_with_subset(path, flags, d, cell, tmp, out) -> tuple[subprocess.Com
         try:
             inc = vmlinux_subset.header(d, names)
         except OSError:
-            return None, None
+            return None
         if inc in tried:  # clang's complaint names nothing the kernel's BTF has: a real error
-            return None, None
+            return None
         tried.add(inc)
         # First on the include path, so "vmlinux.h" is the subset, not the whole header.
         proc = _clang(path, ["-I", inc, *flags], tmp, out)
         if proc.returncode == 0:
             # Warnings are replayed on every run, so they come from the header the learner wrote for.
-            return (proc, inc) if not proc.stderr.strip() else (None, None)
+            proc.subset_dir = inc
+            return proc if not proc.stderr.strip() else None
         missing = set(vmlinux_subset.MISSING.findall(proc.stderr)) - names
         if not missing:
-            return None, None
+            return None
         names |= missing
-    return None, None
+    return None
 
 
 def _write_lines(path: str, lines) -> None:
