@@ -44,9 +44,10 @@ def rows(res: dict) -> list[tuple[str, str, str, str]]:
         ]
     b = res.get("breakdown")
     if b:
-        for key in ("subset_header_generate", "subset_O2_g", "subset_O2_g_clang-14", "subset_O2_g_clang-16",
-                    "subset_O2_no_g", "subset_O0_g", "whole_pch_O2_g", "whole_no_pch_O2_g", "kernel_btf_parse",
-                    "libbpf_open", "libbpf_load", "attach", "detach"):
+        for key in ("subset_header_generate", "subset_O2_g", "subset_O2_g_warm", "subset_O2_g_clang-14",
+                    "subset_O2_g_clang-16", "subset_O2_no_g", "subset_O0_g", "whole_pch_O2_g", "whole_no_pch_O2_g",
+                    "kernel_btf_parse", "subset_btf_parse", "libbpf_open", "libbpf_load", "libbpf_load_whole_btf",
+                    "attach", "detach"):
             if key in b:
                 out.append((f"  part of a new CO-RE cell: {key}", _t(b[key]), "", ""))
     h = res.get("hash")

@@ -120,8 +120,9 @@ def prog_id(prog_fd: int) -> int | None:
 def tracepoint_closer(fds: list[int], prog: int | None):
     """Detach a tracepoint's program as soon as the tracepoint stops running it, not a grace period later.
 
-    Since Linux 6.13 closing the link waits for an RCU tasks-trace grace period
-    (``perf_event_detach_bpf_prog``) and closing the event for more
+    Since the 2024 fix for mismatched RCU flavours (kernel commit ef1b808e3b7c), closing
+    the link waits for an RCU tasks-trace grace period (``perf_event_detach_bpf_prog``),
+    and closing the tracepoint's last perf event for more
     (``tracepoint_synchronize_unregister``): tens of milliseconds on a busy machine.
     The kernel takes the program out of the tracepoint's program array first,
     under a mutex, so a thread closes both while this one asks the event

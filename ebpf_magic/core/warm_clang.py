@@ -40,6 +40,7 @@ class _Server:
             theirs.close()
         self.sock = ours
         self.clang = clang
+        self.owner = os.getpid()  # a forked child must not share the socket's replies with its parent
 
     def run(self, args: list[str], cwd: str) -> subprocess.CompletedProcess:
         """Raises OSError if the warm process is gone."""
@@ -95,7 +96,7 @@ def start() -> bool:
     if _broken or os.environ.get("EBPF_LAB_COLD_CLANG"):
         return False
     with _lock:
-        if _server is not None and _server.proc.poll() is None:
+        if _server is not None and _server.owner == os.getpid() and _server.proc.poll() is None:
             return True
         try:
             clang, _ = toolchain.clang()
