@@ -146,7 +146,7 @@ def bench_breakdown(reps: int) -> dict:
         lib.btf__free(lib.btf__load_vmlinux_btf())
 
     out["kernel_btf_parse"] = summary([timed(parse_btf)[0] for _ in range(reps)])
-    compiled = toolchain.compile_cell(CORE_CELL % {"nonce": "breakdown"})
+    compiled = toolchain.compile_cell(CORE_CELL % {"nonce": _nonce("breakdown", 0)})  # new: as a new cell loads
     if compiled.target_btf:
         lib.btf__parse_raw.restype, lib.btf__parse_raw.argtypes = ct.c_void_p, [ct.c_char_p]
         out["subset_btf_bytes"] = os.path.getsize(compiled.target_btf)
