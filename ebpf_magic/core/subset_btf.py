@@ -10,9 +10,10 @@ declaration, as in the header. Every type clang could relocate against came
 from that header, so libbpf finds the same candidates it would find in the
 whole BTF.
 
-Not used (the caller decides, see ``toolchain``) when a cell declares its own
-``preserve_access_index`` types, which may be a module's: libbpf searches
-module BTF only without a custom path.
+Used only when it ``covers`` the object: every CO-RE relocation names a type
+it has (by kind and name, ``___flavour`` suffix dropped, as libbpf matches).
+A type of the cell's own that is not in it (a module's, say: libbpf searches
+module BTF only without a custom path) keeps the whole kernel BTF.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ _MAGIC, _VERSION, _HDR = 0xEB9F, 1, struct.Struct("<HBBIIIII")
 _EXTRA = {k.INT: 4, k.ARRAY: 12, k.VAR: 4, k.DECL_TAG: 4}
 _PER_ENTRY = {k.STRUCT: 12, k.UNION: 12, k.ENUM: 8, k.ENUM64: 12, k.FUNC_PROTO: 8, k.DATASEC: 12}
 FILE = "vmlinux.btf"
+_EXT_HDR = struct.Struct("<HBBIIIIIII")  # struct btf_ext_header with the CO-RE relocation part
+_RELO = struct.Struct("<IIII")           # struct bpf_core_relo: insn_off, type_id, access_str_off, kind
+_TYPE_ID_LOCAL = 6                       # BPF_CORE_TYPE_ID_LOCAL: needs no target type
 
 
 def _size(kind: int, vlen: int) -> int:
@@ -117,3 +121,64 @@ def write(path: str, kernel_btf, ids: list[int]) -> str:
             f.write(build(kernel_btf(), ids))
         os.replace(tmp, path)
     return path
+
+
+def _lib():
+    from .. import libbpf
+
+    lib = libbpf.lib()
+    for fn, args in (("btf__parse_raw", [ct.c_char_p]), ("btf__parse_elf", [ct.c_char_p, ct.c_void_p])):
+        getattr(lib, fn).restype, getattr(lib, fn).argtypes = ct.c_void_p, args
+    return lib
+
+
+def _relocated_type_ids(elf_path: str) -> set[int]:
+    """Object BTF ids of the local types the object's CO-RE relocations name (its .BTF.ext)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf_path, "rb") as f:
+        sec = ELFFile(f).get_section_by_name(".BTF.ext")
+        data = sec.data() if sec is not None else b""
+    if len(data) < _EXT_HDR.size:
+        return set()
+    *_, hdr_len, _fi_off, _fi_len, _li_off, _li_len, relo_off, relo_len = _EXT_HDR.unpack_from(data)
+    if hdr_len < _EXT_HDR.size or not relo_len:
+        return set()
+    at, end = hdr_len + relo_off, hdr_len + relo_off + relo_len
+    rec_size = struct.unpack_from("<I", data, at)[0]
+    at += 4
+    ids = set()
+    while at + 8 <= end:
+        _sec_name, count = struct.unpack_from("<II", data, at)
+        at += 8
+        for i in range(count):
+            _insn, type_id, _access, kind = _RELO.unpack_from(data, at + i * rec_size)
+            if kind != _TYPE_ID_LOCAL:
+                ids.add(type_id)
+        at += count * rec_size
+    return ids
+
+
+def _kinds_and_names(btf: BtfTypes, ids) -> set[tuple[int, str]]:
+    out = set()
+    for tid in ids:
+        t = btf.type(tid)
+        out.add((t.kind, btf._str(t.name_off).split("___")[0] if t.name_off else ""))
+    return out
+
+
+def covers(elf_path: str, target_path: str) -> bool:
+    """Whether libbpf finds, in the BTF at ``target_path``, a candidate for every CO-RE relocation of the object."""
+    wanted = _relocated_type_ids(elf_path)
+    if not wanted:
+        return True
+    lib = _lib()
+    obj = lib.btf__parse_elf(elf_path.encode(), None)
+    target = lib.btf__parse_raw(target_path.encode())
+    if not obj or not target:
+        for p in (obj, target):
+            if p:
+                lib.btf__free(p)
+        return False
+    with BtfTypes(obj, owned=True) as local, BtfTypes(target, owned=True) as have:
+        return _kinds_and_names(local, wanted) <= _kinds_and_names(have, range(1, len(have)))

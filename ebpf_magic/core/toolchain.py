@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..diagnostics import compile_error, warnings_of
 from ..errors import BPFLabError
 from ..source import CELL_FILE
+from . import subset_btf
 
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 _ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64", "s390x": "s390", "ppc64le": "powerpc",
@@ -168,11 +169,12 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
         found = warnings_of(cell, proc.stderr)
         # The warnings go first: an object without its file would replay as warning-free.
         atomic_write(warn, lambda t: _write_lines(t, found))
-        # Only kernel types the subset header holds can be relocated against its BTF; a cell's own
-        # preserve_access_index types may be a module's, which libbpf looks for only in the whole BTF.
-        has_target = subset is not None and "preserve_access_index" not in cell
+        # Relocated against the subset's BTF only if it has every type the relocations name: a cell's
+        # own CO-RE type may be a module's, which libbpf looks for only beside the whole kernel BTF.
+        subset_btf_path = os.path.join(subset, subset_btf.FILE) if subset is not None else None
+        has_target = subset_btf_path is not None and subset_btf.covers(out, subset_btf_path)
         if has_target:
-            atomic_write(target, lambda t: shutil.copyfile(os.path.join(subset, "vmlinux.btf"), t))
+            atomic_write(target, lambda t: shutil.copyfile(subset_btf_path, t))
         elif os.path.exists(target):
             os.unlink(target)
         atomic_write(obj, lambda t: shutil.copyfile(out, t))
