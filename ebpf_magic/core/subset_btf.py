@@ -132,13 +132,25 @@ def _lib():
     return lib
 
 
-def _relocated_type_ids(elf_path: str) -> set[int]:
-    """Object BTF ids of the local types the object's CO-RE relocations name (its .BTF.ext)."""
-    from elftools.elf.elffile import ELFFile
+def _elf_section(elf: bytes, wanted: bytes) -> bytes:
+    """A section's bytes from a little-endian ELF64 object (clang's BPF output), or b"" if it has none."""
+    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    entsize, count, names_index = struct.unpack_from("<HHH", elf, 0x3A)
+    def header(i):  # (sh_name, sh_offset, sh_size)
+        at = shoff + i * entsize
+        return struct.unpack_from("<I", elf, at)[0], *struct.unpack_from("<QQ", elf, at + 24)
+    _, names_at, _ = header(names_index)
+    for i in range(count):
+        name, offset, size = header(i)
+        start = names_at + name
+        if elf[start:start + len(wanted) + 1] == wanted + b"\0":
+            return elf[offset:offset + size]
+    return b""
 
-    with open(elf_path, "rb") as f:
-        sec = ELFFile(f).get_section_by_name(".BTF.ext")
-        data = sec.data() if sec is not None else b""
+
+def _relocated_type_ids(elf: bytes) -> set[int]:
+    """Object BTF ids of the local types the object's CO-RE relocations name (its .BTF.ext)."""
+    data = _elf_section(elf, b".BTF.ext")
     if len(data) < _EXT_HDR.size:
         return set()
     *_, hdr_len, _fi_off, _fi_len, _li_off, _li_len, relo_off, relo_len = _EXT_HDR.unpack_from(data)
@@ -159,26 +171,27 @@ def _relocated_type_ids(elf_path: str) -> set[int]:
     return ids
 
 
-def _kinds_and_names(btf: BtfTypes, ids) -> set[tuple[int, str]]:
-    out = set()
-    for tid in ids:
-        t = btf.type(tid)
-        out.add((t.kind, btf._str(t.name_off).split("___")[0] if t.name_off else ""))
-    return out
-
-
 def covers(elf_path: str, target_path: str) -> bool:
     """Whether libbpf finds, in the BTF at ``target_path``, a candidate for every CO-RE relocation of the object."""
-    wanted = _relocated_type_ids(elf_path)
+    with open(elf_path, "rb") as f:
+        elf = f.read()
+    wanted = _relocated_type_ids(elf)
     if not wanted:
         return True
     lib = _lib()
     obj = lib.btf__parse_elf(elf_path.encode(), None)
     target = lib.btf__parse_raw(target_path.encode())
-    if not obj or not target:
+    try:
+        if not obj or not target:
+            return False
+        local = BtfTypes(obj)
+        for tid in wanted:
+            t = local.type(tid)
+            name = local._str(t.name_off).split("___")[0] if t.name_off else ""
+            if not name or lib.btf__find_by_name_kind(target, name.encode(), t.kind) < 0:
+                return False
+        return True
+    finally:
         for p in (obj, target):
             if p:
                 lib.btf__free(p)
-        return False
-    with BtfTypes(obj, owned=True) as local, BtfTypes(target, owned=True) as have:
-        return _kinds_and_names(local, wanted) <= _kinds_and_names(have, range(1, len(have)))
