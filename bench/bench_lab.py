@@ -222,6 +222,7 @@ def main() -> int:
         if name not in wanted:
             return
         print(f"... {name}", file=sys.stderr, flush=True)
+        res.setdefault("loadavg_at", {})[name] = _loadavg()
         try:
             res[name] = fn(*a)
         except Exception as exc:  # one broken section should not hide the others' figures
@@ -239,6 +240,9 @@ def main() -> int:
         lab.detach_all()
         ip.run_line_magic("bpf_detach", "--all")
 
+    from ebpf_magic.attach.perf import wait_closed
+
+    wait_closed()  # detached tracepoints' perf events close on a thread: count fds once they are
     system_after = _system_prog_ids()
     fds_after = _own_bpf_fds()
     still_loaded = sorted(lab.prog_ids & system_after) if system_after is not None else None

@@ -1,11 +1,14 @@
 """Cell latency: a new CO-RE cell from magic to attached, an unchanged re-run, the same program in
-BCC, detach times, and where a new CO-RE cell's time goes (header, clang, libbpf load, attach).
+BCC, detach times, and where a new CO-RE cell's time goes (header, clang cold and warm, kernel BTF
+against the cell's subset BTF, libbpf load, attach).
 
-Each figure has wall time and CPU time (this process and its children): on a shared 2-core
+Each figure has wall time and CPU time (this process, its children and the warm clang's compiles):
+on a shared 2-core
 machine the wall time is mostly waiting for a CPU, the CPU time is the work.
 """
 from __future__ import annotations
 
+import ctypes as ct
 import os
 import resource
 import statistics
@@ -17,8 +20,11 @@ from programs import BCC_CELL, CORE_CELL, TRACEPOINT
 
 
 def cpu_now() -> float:
+    """CPU seconds of this process, its children, and the compiles the lab's warm clang forked."""
+    from ebpf_magic.core import warm_clang
+
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime + warm_clang.cpu_seconds()
 
 
 def timed(fn):
@@ -77,9 +83,17 @@ def bench_cells(ip, reps: int) -> dict:
 
 # --------------------------------------------------------------------------- where the time goes
 
-def _clang_run(clang: str, flags: list[str], src: str, must_work: bool = True) -> tuple[float, float]:
-    dt, proc = timed(lambda: subprocess.run([clang, *flags, "-c", src, "-o", src + ".o"], capture_output=True,
-                                            text=True))
+def _clang_run(clang: str, flags: list[str], src: str, must_work: bool = True, warm: bool = False
+               ) -> tuple[float, float]:
+    from ebpf_magic.core import warm_clang
+
+    args = [clang, *flags, "-c", src, "-o", src + ".o"]
+    if warm:
+        dt, proc = timed(lambda: warm_clang.run(args, os.path.dirname(src)))
+        if proc is None:
+            raise RuntimeError("the warm clang is not running")
+    else:
+        dt, proc = timed(lambda: subprocess.run(args, capture_output=True, text=True))
     if proc.returncode != 0 and must_work:
         raise RuntimeError(f"{clang} {' '.join(flags)}: {proc.stderr[-500:]}")
     return dt
@@ -105,6 +119,8 @@ def bench_breakdown(reps: int) -> dict:
         "whole_pch_O2_g": (chosen, ["-include-pch", toolchain.pch(), *base]),
         "whole_no_pch_O2_g": (chosen, base),
         "subset_O2_g": (chosen, ["-I", sub, *base]),
+        # The same compile forked from the lab's warm clang (what a new cell runs).
+        "subset_O2_g_warm": (chosen, ["-I", sub, *base]),
         # Without -g there is no BTF, so BPF_CORE_READ is an error: timed to show what -g costs.
         "subset_O2_no_g": (chosen, ["-I", sub, *[f for f in base if f != "-g"]]),
         "subset_O0_g": (chosen, ["-I", sub, *[("-O0" if f == "-O2" else f) for f in base]]),
@@ -121,7 +137,7 @@ def bench_breakdown(reps: int) -> dict:
             for i in range(reps if "no_pch" not in label else max(1, reps // 2)):
                 with open(src, "w") as f:
                     f.write(CORE_CELL % {"nonce": _nonce(label, i)})
-                samples.append(_clang_run(clang, flags, src, must_work="no_g" not in label))
+                samples.append(_clang_run(clang, flags, src, must_work="no_g" not in label, warm=label.endswith("_warm")))
             out[label] = summary(samples)
     # libbpf: the kernel BTF parse each load does (needed for CO-RE relocations), then the rest.
     lib = libbpf.lib()
@@ -130,18 +146,26 @@ def bench_breakdown(reps: int) -> dict:
         lib.btf__free(lib.btf__load_vmlinux_btf())
 
     out["kernel_btf_parse"] = summary([timed(parse_btf)[0] for _ in range(reps)])
-    compiled = toolchain.compile_cell(CORE_CELL % {"nonce": "breakdown"})
-    opens, loads, attaches, detaches = [], [], [], []
-    for _ in range(reps):
-        dt, obj = timed(lambda: CoreObject(compiled.obj, "bench_bd", CORE_CELL))
-        opens.append(dt)
-        try:
-            loads.append(timed(obj.load)[0])
-            dt, links = timed(lambda obj=obj: obj.attach(Options()))
-            attaches.append(dt)
-            detaches.append(timed(lambda links=links: [a.detach() for a in links])[0])
-        finally:
-            obj.close()
-    out.update({"libbpf_open": summary(opens), "libbpf_load": summary(loads), "attach": summary(attaches),
-                "detach": summary(detaches)})
+    compiled = toolchain.compile_cell(CORE_CELL % {"nonce": _nonce("breakdown", 0)})  # new: as a new cell loads
+    if compiled.target_btf:
+        lib.btf__parse_raw.restype, lib.btf__parse_raw.argtypes = ct.c_void_p, [ct.c_char_p]
+        out["subset_btf_bytes"] = os.path.getsize(compiled.target_btf)
+        out["subset_btf_parse"] = summary([timed(lambda: lib.btf__free(lib.btf__parse_raw(
+            compiled.target_btf.encode())))[0] for _ in range(reps)])
+    # libbpf_load: as a cell loads (relocated against the subset BTF); _whole_btf: libbpf parses the kernel's.
+    for label, target in (("", compiled.target_btf), ("_whole_btf", None)):
+        opens, loads, attaches, detaches = [], [], [], []
+        for _ in range(reps):
+            dt, obj = timed(lambda target=target: CoreObject(compiled.obj, "bench_bd", CORE_CELL, target))
+            opens.append(dt)
+            try:
+                loads.append(timed(obj.load)[0])
+                dt, links = timed(lambda obj=obj: obj.attach(Options()))
+                attaches.append(dt)
+                detaches.append(timed(lambda links=links: [a.detach() for a in links])[0])
+            finally:
+                obj.close()
+        out[f"libbpf_load{label}"] = summary(loads)
+        if not label:
+            out.update({"libbpf_open": summary(opens), "attach": summary(attaches), "detach": summary(detaches)})
     return out

@@ -10,12 +10,15 @@ Consumers, each in its own run against a fresh program:
 Every record the program tried is delivered, counted as failed in the program
 (``stats[1]``; for perf buffers these are the records the kernel reports lost), or still unread
 when the consumer stopped.
-Rates are delivered records over the producer's own run time.
+Rates are delivered records over the producer's own run time. ``consumer_cpu_s`` is the
+consumer's CPU time over the whole run (the C program's, from wait4; the reading thread's for
+the lab and plain BCC), so a reader that burns a core while records flow shows here.
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -55,6 +58,12 @@ class Producer:
             self.proc.wait()
 
 
+def _thread_cpu() -> float:
+    """CPU seconds of the calling thread: the consumer's own work, not the watcher's."""
+    u = resource.getrusage(resource.RUSAGE_THREAD)
+    return u.ru_utime + u.ru_stime
+
+
 def _fds(kind: str) -> int:
     n = 0
     for fd in os.listdir("/proc/self/fd"):
@@ -84,9 +93,13 @@ def run_c(consumer: str, producer: str, obj_path: str) -> dict:
         time.sleep(DRAIN_S)
         cons.send_signal(signal.SIGINT)
         out = json.loads(cons.stdout.read())
-        if cons.wait(timeout=30) != 0:
+        _, status, usage = os.wait4(cons.pid, 0)
+        cons.returncode = os.waitstatus_to_exitcode(status)
+        if cons.returncode != 0:
             raise RuntimeError(f"C consumer exited with {cons.returncode}")
-        return _figures(calls, out["delivered"], out["tried"], out["failed_in_program"], out["kernel_lost"])
+        fig = _figures(calls, out["delivered"], out["tried"], out["failed_in_program"], out["kernel_lost"])
+        fig["consumer_cpu_s"] = usage.ru_utime + usage.ru_stime
+        return fig
     finally:
         prod.kill()
         if cons.poll() is None:
@@ -120,7 +133,9 @@ def run_lab(h, producer: str, lab) -> dict:
         watcher.start()
         # max_events above what the producer can cause: the run always ends by the watcher's Ctrl-C,
         # so the SIGINT cannot land after events() returned.
+        cpu = _thread_cpu()
         df = h.events("events", duration=CAP_S, max_events=2 * CALLS, page_cnt=PERF_PAGES)
+        cpu = _thread_cpu() - cpu
         watcher.join()
     finally:
         prod.kill()
@@ -133,6 +148,7 @@ def run_lab(h, producer: str, lab) -> dict:
                    int(attrs.get("kernel_lost") or 0))
     out["attrs"] = {k: attrs.get(k) for k in ("kernel_lost", "dropped_by_limit", "lost", "interrupted")}
     out["right_pid"] = bool(len(df) == 0 or (df["pid"] == prod.pid).all())
+    out["consumer_cpu_s"] = cpu  # includes the DataFrame built at the end
     return out
 
 
@@ -159,6 +175,7 @@ def run_plain_bcc(kind: str, producer: str) -> dict:
             b["events"].open_perf_buffer(on_event, page_cnt=PERF_PAGES, lost_cb=on_lost)
             poll, drain = b.perf_buffer_poll, b.perf_buffer_consume
         prod.release()
+        cpu = _thread_cpu()
         while prod.proc.poll() is None:
             poll(100)
         calls = prod.finish()
@@ -166,8 +183,11 @@ def run_plain_bcc(kind: str, producer: str) -> dict:
         while time.monotonic() < end:
             poll(100)
         drain()
+        cpu = _thread_cpu() - cpu
         stats = b["stats"][b["stats"].Key(0)], b["stats"][b["stats"].Key(1)]
-        return _figures(calls, counts["delivered"], sum(stats[0]), sum(stats[1]), counts["lost"])
+        fig = _figures(calls, counts["delivered"], sum(stats[0]), sum(stats[1]), counts["lost"])
+        fig["consumer_cpu_s"] = cpu
+        return fig
     finally:
         prod.kill()
         b.cleanup()

@@ -15,8 +15,6 @@ HASH_ENTRIES = 1 << 20
 _CORE_COMMON = r"""#include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 struct event { u32 pid; u32 cpu; u64 n; };
-/* Keeps struct event in the object's BTF for h.events() to decode by (a local's type is dropped). */
-struct event *keep_event_type __attribute__((unused));
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);
          __type(key, u32); __type(value, u32); } target SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 2);

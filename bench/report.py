@@ -44,9 +44,10 @@ def rows(res: dict) -> list[tuple[str, str, str, str]]:
         ]
     b = res.get("breakdown")
     if b:
-        for key in ("subset_header_generate", "subset_O2_g", "subset_O2_g_clang-14", "subset_O2_g_clang-16",
-                    "subset_O2_no_g", "subset_O0_g", "whole_pch_O2_g", "whole_no_pch_O2_g", "kernel_btf_parse",
-                    "libbpf_open", "libbpf_load", "attach", "detach"):
+        for key in ("subset_header_generate", "subset_O2_g", "subset_O2_g_warm", "subset_O2_g_clang-14",
+                    "subset_O2_g_clang-16", "subset_O2_no_g", "subset_O0_g", "whole_pch_O2_g", "whole_no_pch_O2_g",
+                    "kernel_btf_parse", "subset_btf_parse", "libbpf_open", "libbpf_load", "libbpf_load_whole_btf",
+                    "attach", "detach"):
             if key in b:
                 out.append((f"  part of a new CO-RE cell: {key}", _t(b[key]), "", ""))
     h = res.get("hash")
@@ -71,7 +72,8 @@ def rows(res: dict) -> list[tuple[str, str, str, str]]:
                 continue
             fig = (f"{r['delivered']:,} of {r['tried']:,} ({r['delivered_pct']:.1f} %), "
                    f"{_rate(r['delivered_per_s'])}; dropped in program {r['failed_in_program']:,}, "
-                   f"kernel lost {r['kernel_lost']:,}, unread {r['unread']:,}")
+                   f"kernel lost {r['kernel_lost']:,}, unread {r['unread']:,}"
+                   + (f"; consumer CPU {r['consumer_cpu_s']:.2f} s" if "consumer_cpu_s" in r else ""))
             cmp = "" if who == "c" or not ref else (
                 f"rate {_ratio(r['delivered_per_s'], ref['delivered_per_s'])} of C; "
                 f"delivered {r['delivered_pct'] - ref['delivered_pct']:+.1f} points vs C")
@@ -84,7 +86,8 @@ def machine_line(res: dict) -> str:
     m = res["machine"]
     return (f"{m['kernel']}, {m['cpu']}, {m['nproc']} CPUs; load {m['loadavg_start']} -> {m.get('loadavg_end')}; "
             f"bcc {m['bcc']}, libbpf {m['libbpf']}, {m['clang']}, Python {m['python']}; "
-            f"{res['reps']} repetitions per latency figure")
+            f"{res['reps']} repetitions per latency figure"
+            + "".join(f"; load at {k}: {v[0]}" for k, v in res.get("loadavg_at", {}).items()))
 
 
 def print_report(res: dict) -> None:

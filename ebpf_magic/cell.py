@@ -118,9 +118,12 @@ def _check_options_apply(options: Options, sections) -> None:
                              hint=f"drop --{opt}, or use a SEC it applies to (e.g. %%bpf perf_event --{opt} ...)")
 
 
+_WHITESPACE_AS_SPACE = str.maketrans("\n\t\r\f\v", "     ")
+
+
 def _binary(text: str) -> bool:
-    allowed = {"\n", "\t", "\r", "\f", "\v"}
-    return any(not ch.isprintable() and ch not in allowed for ch in text)
+    # one C-speed pass: a character loop in Python costs a new cell milliseconds
+    return not text.translate(_WHITESPACE_AS_SPACE).isprintable()
 
 
 def _bcc_section(sec: str | None, sections: dict[str, Section], fn: str | None) -> tuple[Section, str | None]:

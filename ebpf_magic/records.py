@@ -33,7 +33,16 @@ SOURCES = {MapType.RINGBUF: "ringbuf", MapType.PERF_EVENT_ARRAY: "perf"}
 
 
 class BufferReader:
-    """What the ring and perf buffer readers share: read, else wait in epoll and read again; close."""
+    """What the ring and perf buffer readers share: wait in epoll, then read; close.
+
+    The wait is libbpf's (``ring_buffer__poll``, ``perf_buffer__poll``):
+    ``epoll_wait`` on the buffer's fds, level-triggered, then read everything
+    committed. While records wait, ``epoll_wait`` returns at once, so a
+    steady stream is read a batch per call; an empty buffer puts the reader
+    to sleep until the kernel's wake-up (a ring buffer wakes its reader when
+    a record is committed into a buffer the reader had emptied; a perf buffer
+    on every sample, ``wakeup_events = 1``).
+    """
 
     _epoll = None
 
@@ -44,10 +53,7 @@ class BufferReader:
         raise NotImplementedError
 
     def poll(self, timeout_ms: int, sink) -> int:
-        """Read what is there; if nothing was, wait up to ``timeout_ms`` for a wake-up and read again."""
-        got = self.consume(sink)
-        if got:
-            return got
+        """Wait up to ``timeout_ms`` for records, then hand what is committed to ``sink``; the bytes read."""
         self._epoll.poll(timeout_ms / 1000)
         return self.consume(sink)
 

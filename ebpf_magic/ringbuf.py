@@ -85,11 +85,7 @@ def _run_length(lens: np.ndarray, header: int) -> int:
 
 
 class RingReader(BufferReader):
-    """One BPF_MAP_TYPE_RINGBUF map, mapped into this process until ``close()``.
-
-    Waits only when the ring is empty: while records keep coming the reader does not sleep between
-    batches, since a wake-up costs the producer time and a fast producer fills the ring in milliseconds.
-    """
+    """One BPF_MAP_TYPE_RINGBUF map, mapped into this process until ``close()``."""
 
     def __init__(self, map_fd: int, size: int, name: str = "ring buffer"):
         if size <= 0 or size & (size - 1):

@@ -94,6 +94,9 @@ class Session:
             self.release(name)
         for kind in reversed(list(self._resources)):
             self.close(kind)
+        from .attach.perf import wait_closed
+
+        wait_closed()  # "everything" includes the kernel's unloading, which detach leaves to a thread
         return len(names)
 
     def frame(self):

@@ -45,7 +45,7 @@ def tracepoint(req: Request) -> list[Attachment]:
     except OSError as exc:
         raise AttachError(f"attaching {req.fn} to tracepoint {tp}: {libbpf.strerror(exc.errno)}",
                           hint="tracepoint programs take the event's record (struct trace_event_raw_*)") from None
-    return [Attachment("tracepoint", tp, perf._closer(fds))]
+    return [Attachment("tracepoint", tp, perf.tracepoint_closer(fds, perf.prog_id(req.fd)))]
 
 
 def raw_tracepoint(req: Request) -> list[Attachment]:

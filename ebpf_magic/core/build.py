@@ -14,7 +14,7 @@ def build(cell) -> CoreProgram:
     """Compile, load and attach a CO-RE cell (a ``cell.Cell``); returns an attached, unregistered handle."""
     check_privileges()
     compiled = toolchain.compile_cell(cell.text, list(cell.cflags))
-    obj = CoreObject(compiled.obj, cell.name or "cell", cell.text)
+    obj = CoreObject(compiled.obj, cell.name or "cell", cell.text, compiled.target_btf)
     links = []
     try:
         from .btf import Btf

@@ -52,13 +52,23 @@ def _errno_of_null() -> int:
     return ct.get_errno() or 22
 
 
+class _OpenOpts(ct.Structure):
+    """struct bpf_object_open_opts up to btf_custom_path (libbpf 0.5+)."""
+
+    _fields_ = [("sz", ct.c_size_t), ("object_name", ct.c_char_p), ("relaxed_maps", ct.c_bool),
+                ("pin_root_path", ct.c_char_p), ("_attach_prog_fd", ct.c_uint32), ("kconfig", ct.c_char_p),
+                ("btf_custom_path", ct.c_char_p)]
+
+
 class CoreObject:
-    def __init__(self, data: bytes, name: str, cell: str):
+    def __init__(self, data: bytes, name: str, cell: str, target_btf: str | None = None):
+        """``target_btf``: a BTF file for CO-RE relocations instead of the whole kernel BTF (``subset_btf``)."""
         self.cell = cell
         self._data = ct.create_string_buffer(data, len(data))  # libbpf may read it until load
-        opts = libbpf.OpenOpts(sz=ct.sizeof(libbpf.OpenOpts), object_name=name.encode())
+        opts = _OpenOpts(sz=ct.sizeof(_OpenOpts), object_name=name.encode(),
+                         btf_custom_path=target_btf.encode() if target_btf else None)
         with logs.capture() as msgs:
-            ptr = libbpf.lib().bpf_object__open_mem(self._data, len(data), ct.byref(opts))
+            ptr = libbpf.lib().bpf_object__open_mem(self._data, len(data), ct.cast(ct.pointer(opts), ct.POINTER(libbpf.OpenOpts)))
         if not ptr:
             raise BPFLabError(f"libbpf could not open the compiled cell: {libbpf.strerror(_errno_of_null())}",
                               detail="".join(msgs[-6:]),

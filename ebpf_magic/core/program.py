@@ -13,6 +13,7 @@ from ..handle import BaseHandle
 from ..hist import log2_hist_from_arrays
 from ..maps import read_map_fd
 from ..records import SOURCES, RecordSink, check_limits, open_reader, read_buffer, record_attrs
+from ..uapi import MapType
 from .btf import Btf, _named, globals_frame
 from .event_dwarf import ENUM_NAMES_KEY
 from .event_types import EventTypes, infer_event_types
@@ -164,10 +165,13 @@ class CoreProgram(BaseHandle):
         if info.type not in SOURCES:
             raise MapError(f"{name} is not a ring buffer or perf event array", hint=f"h[{name!r}].to_frame()")
         started = time.monotonic()
-        # open first: a perf buffer takes records only once open, and reading the
-        # object's DWARF for the record type takes a moment the first time
+        # Reading the object's DWARF for the record type takes a moment the first time (tens of ms
+        # on a busy machine, in which a fast program fills a 256 KiB ring). A ring buffer keeps its
+        # records meanwhile, so the type comes first and reading starts as soon as the ring is
+        # open; a perf buffer takes records only once open, so it is opened first.
+        early = self._record_type(name, event_type) if info.type == MapType.RINGBUF else None
         with open_reader(info.type, info.fd, page_cnt, name) as reader:
-            type_name, type_id, dt = self._record_type(name, event_type)
+            type_name, type_id, dt = early or self._record_type(name, event_type)
             sink = RecordSink(self._btf.size(type_id) if dt is None else dt.itemsize, max_events)
             interrupted = read_buffer(reader, sink, duration)
         if dt is None:

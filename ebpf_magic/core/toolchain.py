@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..diagnostics import compile_error, warnings_of
 from ..errors import BPFLabError
 from ..source import CELL_FILE
+from . import subset_btf
 
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 _ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64", "s390x": "s390", "ppc64le": "powerpc",
@@ -77,7 +78,7 @@ def base_flags(include_dir: str) -> list[str]:
     return ["-target", "bpf", "-O2", "-g", arch_flag(), "-I", include_dir, *extra, "-Wno-unknown-attributes"]
 
 
-def _atomic_write(path: str, produce) -> None:
+def atomic_write(path: str, produce) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     os.close(fd)
     try:
@@ -104,7 +105,7 @@ def kernel_dir() -> str:
                 subprocess.run([bpftool, "btf", "dump", "file", VMLINUX_BTF, "format", "c"], stdout=out,
                                check=True)
 
-        _atomic_write(header, dump)
+        atomic_write(header, dump)
     return d
 
 
@@ -120,7 +121,7 @@ def pch() -> str:
             subprocess.run([path, *base_flags(d), "-x", "c-header", os.path.join(d, "vmlinux.h"), "-o", tmp],
                            check=True, capture_output=True)
 
-        _atomic_write(out, build)
+        atomic_write(out, build)
     return out
 
 
@@ -130,6 +131,7 @@ class Compiled:
     cached: bool
     path: str
     warnings: tuple[str, ...] = ()
+    target_btf: str | None = None  # the kernel BTF for CO-RE, cut to the cell's types (``subset_btf``)
 
 
 def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
@@ -143,16 +145,18 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
     os.makedirs(obj_dir, exist_ok=True)
     obj = os.path.join(obj_dir, f"{key.hexdigest()[:24]}.o")
     warn = obj[:-2] + ".warnings"
+    target = obj[:-2] + ".btf"
     if os.path.exists(obj):
         with open(obj, "rb") as f:
             data = f.read()
-        return Compiled(data, True, obj, _read_warnings(warn))
+        return Compiled(data, True, obj, _read_warnings(warn), target if os.path.exists(target) else None)
     with tempfile.TemporaryDirectory(prefix="ebpf-lab-") as tmp:
         src = os.path.join(tmp, CELL_FILE)
         with open(src, "w") as f:
             f.write(cell)
         out = os.path.join(tmp, "cell.o")
         proc = _compile_with_subset(path, flags, d, cell, tmp, out) if kernel_types else None
+        subset = getattr(proc, "subset_dir", None)
         if proc is None:
             extra = ["-include-pch", pch()] if kernel_types else []
             proc = _clang(path, [*flags, *extra], tmp, out)
@@ -164,16 +168,26 @@ def compile_cell(cell: str, cflags: list[str] | None = None) -> Compiled:
                                 engine="core") from None
         found = warnings_of(cell, proc.stderr)
         # The warnings go first: an object without its file would replay as warning-free.
-        _atomic_write(warn, lambda t: _write_lines(t, found))
-        _atomic_write(obj, lambda t: shutil.copyfile(out, t))
+        atomic_write(warn, lambda t: _write_lines(t, found))
+        # Relocated against the subset's BTF only if it has every type the relocations name: a cell's
+        # own CO-RE type may be a module's, which libbpf looks for only beside the whole kernel BTF.
+        subset_btf_path = os.path.join(subset, subset_btf.FILE) if subset is not None else None
+        has_target = subset_btf_path is not None and subset_btf.covers(out, subset_btf_path)
+        if has_target:
+            atomic_write(target, lambda t: shutil.copyfile(subset_btf_path, t))
+        elif os.path.exists(target):
+            os.unlink(target)
+        atomic_write(obj, lambda t: shutil.copyfile(out, t))
     with open(obj, "rb") as f:
-        return Compiled(f.read(), False, obj, tuple(found))
+        return Compiled(f.read(), False, obj, tuple(found), target if has_target else None)
 
 
 def _clang(path: str, flags: list[str], tmp: str, out: str) -> subprocess.CompletedProcess:
+    from . import warm_clang
+
     # Run in tmp with a relative name: diagnostics and BTF line info then say "cell:LINE".
-    return subprocess.run([path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out], cwd=tmp,
-                          capture_output=True, text=True)
+    args = [path, *flags, "-x", "c", "-c", CELL_FILE, "-o", out]
+    return warm_clang.run(args, tmp) or subprocess.run(args, cwd=tmp, capture_output=True, text=True)
 
 
 # Each round adds the kernel types clang said were missing (reached through a pointer the cell
@@ -184,6 +198,8 @@ _SUBSET_ROUNDS = 3
 def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.CompletedProcess | None:
     """clang against a vmlinux.h of only the types the cell names; None: use the whole header.
 
+    The result's ``subset_dir`` is the header's folder (its BTF is beside it, ``subset_btf``).
+
     The whole header's closure of task_struct and friends is what makes clang slow (debug info of
     every reachable type); a subset holds the same layouts with preserve_access_index, so the
     object and its CO-RE relocations are the same for the fields the cell reads.
@@ -193,6 +209,8 @@ def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.Completed
     if os.environ.get("EBPF_LAB_FULL_VMLINUX") or not vmlinux_subset.supported():
         return None
     names, tried = vmlinux_subset.names_in(cell), set()
+    # task_struct___old is CO-RE's spelling of "task_struct as it used to be": relocated against task_struct
+    names |= {n.split("___")[0] for n in names if "___" in n}
     for _ in range(_SUBSET_ROUNDS):
         try:
             inc = vmlinux_subset.header(d, names)
@@ -205,6 +223,7 @@ def _compile_with_subset(path, flags, d, cell, tmp, out) -> subprocess.Completed
         proc = _clang(path, ["-I", inc, *flags], tmp, out)
         if proc.returncode == 0:
             # Warnings are replayed on every run, so they come from the header the learner wrote for.
+            proc.subset_dir = inc
             return proc if not proc.stderr.strip() else None
         missing = set(vmlinux_subset.MISSING.findall(proc.stderr)) - names
         if not missing:

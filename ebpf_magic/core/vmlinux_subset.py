@@ -7,7 +7,9 @@ kernel type the cell names, the type's full definition with forward
 declarations for what it only points to (libbpf's ``btf_dump`` emits exactly
 that for a root type), plus the enums and kfunc prototypes the cell names.
 Layouts are the kernel's own and every record keeps ``preserve_access_index``,
-so CO-RE relocates the fields as it would with the whole header.
+so CO-RE relocates the fields as it would with the whole header. Beside the
+header goes the same cut of the kernel's BTF (``subset_btf``), which libbpf
+then relocates against instead of parsing the whole kernel BTF each load.
 
 When the cell reaches a type it does not name (``t->mm->arg_start``), clang
 says which; ``toolchain`` adds it and compiles again, and falls back to the
@@ -25,6 +27,7 @@ import platform
 import re
 
 from .. import libbpf
+from . import subset_btf
 from .btf_types import _HEAD, ENUM, ENUM64, FWD, STRUCT, TYPEDEF, UNION, BtfTypes, _Enum, _Enum64
 
 _PRINTF_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_char_p, ct.c_void_p)
@@ -132,6 +135,8 @@ def header(kernel_dir: str, names) -> str:
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, path)
+    # The same types as BTF, for libbpf to relocate against (a folder from before it existed gets it now).
+    subset_btf.write(os.path.join(d, subset_btf.FILE), _vmlinux, ids)
     return d
 
 
