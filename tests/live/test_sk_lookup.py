@@ -1,7 +1,14 @@
 """sk_lookup on a lab host's namespace, both engines: connections to a port range reach the socket it chose."""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
@@ -154,3 +161,53 @@ def test_netns_misuse_says_what_to_write(ip, net, line, match):
     with pytest.raises(AttachError, match=match):
         ip.run_cell_magic("bpf", f"{line} --cflags '-DLO={LO} -DHI={HI}'", BCC_STEER)
     assert "steer" not in ip.user_ns or not ip.user_ns["steer"].attached
+
+
+KILLED = r"""
+import json, sys
+from ebpf_magic.attach import Options
+from ebpf_magic.loader import build
+from ebpf_magic.netlab import lab_network
+
+net = lab_network()
+hs = [build("int kl(struct bpf_sk_lookup *ctx) { return SK_PASS; }", "sk_lookup", name="kl",
+            options=Options(netns="b")),
+      build("int kf(struct __sk_buff *skb) { return BPF_OK; }", "flow_dissector", name="kf",
+            options=Options(netns="a")),
+      build("int kr(struct sk_reuseport_md *md) { return SK_PASS; }", "sk_reuseport", name="kr",
+            options=Options(netns="b", sockets=2))]
+def ids(fd, field):
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return [int(ln.split()[1]) for ln in f if ln.startswith(field)]
+print(json.dumps({"links": [i for h in hs[:2] for i in ids(h.attachments[0].fd, "link_id:")],
+                  "progs": [i for h in hs for i in ids(h.bpf.funcs[h.function.encode()].fd, "prog_id:")]}),
+      flush=True)
+sys.stdin.read()
+"""
+
+
+def _ids(kind: str) -> set[int]:
+    out = subprocess.run(["bpftool", "-j", kind, "list"], capture_output=True, text=True, check=True).stdout
+    return {x["id"] for x in json.loads(out or "[]")}
+
+
+def test_kill_9_detaches_every_namespace_attachment(live):
+    require("sk_lookup")
+    require("flow_dissector")
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        state = json.loads(child.stdout.readline())
+        assert len(state["links"]) == 2 and len(state["progs"]) == 3
+        assert set(state["links"]) <= _ids("link") and set(state["progs"]) <= _ids("prog")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + 60      # the kernel frees them asynchronously: wait for it, bounded
+    while time.monotonic() < deadline:
+        left = (set(state["links"]) & _ids("link")) | (set(state["progs"]) & _ids("prog"))
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, f"left after kill -9: {left}"
