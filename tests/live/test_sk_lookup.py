@@ -21,10 +21,13 @@ LO, HI = 7000, 7010   # the range the program steers; the listener is bound else
 
 BCC_STEER = r"""
 #include <linux/in.h>
+#ifndef PROTO
+#define PROTO IPPROTO_TCP
+#endif
 BPF_TABLE("sockmap", u32, u64, socks, 2);
 BPF_ARRAY(steered, u64, 1);
 int steer(struct bpf_sk_lookup *ctx) {
-    if (ctx->protocol != IPPROTO_TCP || ctx->local_port < LO || ctx->local_port >= HI) return SK_PASS;
+    if (ctx->protocol != PROTO || ctx->local_port < LO || ctx->local_port >= HI) return SK_PASS;
     u32 key = 0;
     struct bpf_sock *sk = (struct bpf_sock *)socks.lookup(&key);
     if (!sk) return SK_PASS;
@@ -111,6 +114,19 @@ def test_sk_lookup_steers_a_port_range_to_the_chosen_socket(ip, net, engine):
         h.put_socket("socks", 0, srv)
         h.detach()
         assert net.connect("a", "b", LO + 2, [srv, other])["result"].item() == "refused"
+
+
+def test_sk_lookup_steers_udp_datagrams_to_a_bound_socket(ip, net):
+    h = ip.run_cell_magic("bpf", f"sk_lookup --netns b -n steer --cflags '-DLO={LO} -DHI={HI} -DPROTO=IPPROTO_UDP'",
+                          BCC_STEER)
+    with net.listen("b", 0, udp=True) as srv, net.listen("b", 0, udp=True) as other:
+        h.put_socket("socks", 0, srv)
+        df = net.connect("a", "b", [LO, LO + 4, HI - 1], [srv, other], udp=True)
+        assert list(df["result"]) == ["received"] * 3 and list(df["listener"]) == [0, 0, 0]
+        assert set(df["listener_port"]) == {srv.getsockname()[1]}
+        assert steered(h) == 3
+        tcp = net.connect("a", "b", LO, [srv, other])      # TCP is not the program's business here
+        assert tcp["result"].item() == "refused"
 
 
 @pytest.mark.parametrize("engine", ["bcc", "core"])
