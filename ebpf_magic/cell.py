@@ -104,8 +104,9 @@ def probe_function(cell: Cell) -> str:
 _OPTION_FAMILIES = {"pid": ("uprobe", "uretprobe", "usdt", "perf_event"), "event": ("perf_event",),
                     "freq": ("perf_event",), "period": ("perf_event",), "cpu": ("perf_event",),
                     "dev": ("xdp", "tc", "tcx", "socket"), "xdp_mode": ("xdp",), "direction": ("tc",),
-                    "cgroup": ("cgroup", "sockops"), "map": ("sk_msg", "sk_skb"),
-                    "netns": ("sk_lookup", "flow_dissector")}
+                    "cgroup": ("cgroup", "sockops"), "map": ("sk_msg", "sk_skb", "sk_reuseport"),
+                    "netns": ("sk_lookup", "flow_dissector", "sk_reuseport"), "sockets": ("sk_reuseport",),
+                    "port": ("sk_reuseport",)}
 
 
 def _check_options_apply(options: Options, sections) -> None:

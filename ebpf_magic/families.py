@@ -108,7 +108,7 @@ FAMILIES: tuple[Family, ...] = (
     _f("freplace", None, "function", "freplace/handler", Probe("prog_type", ("EXT",))),
     _f("socket", "socket_filter:socket_filter", "interface", "socket --dev b", Probe("prog_type", ("SOCKET_FILTER",)),
        chapter="13-socket-filter", ci=True),
-    _f("sk_reuseport", None, "socket", "sk_reuseport", Probe("prog_type", ("SK_REUSEPORT",)), ci=True),
+    _f("sk_reuseport", "reuseport:reuseport", "netns", "sk_reuseport --netns b --sockets 4", Probe("prog_type", ("SK_REUSEPORT",)), ci=True),
     _f("xdp", "xdp:xdp", "interface", "xdp --dev b", Probe("prog_type", ("XDP",)), chapter="14-xdp", ci=True),
     _f("tc", "tc:tc", "interface", "tc --dev b --direction ingress", Probe("prog_type", ("SCHED_CLS",)),
        chapter="15-tc", ci=True),

@@ -175,6 +175,17 @@ class BaseHandle:
 
         return test_run_many(self, packets, repeat=repeat, program=program)
 
+    @property
+    def group(self):
+        """sk_reuseport: the lab's SO_REUSEPORT listeners (``.sockets``, ``.port``) the program chooses among."""
+        from .attach.reuseport import ReuseportGroup
+
+        for a in self.attachments:
+            if a.attached and isinstance(getattr(a, "sock", None), ReuseportGroup):
+                return a.sock
+        raise AttributeError(f"{self.name} has no reuseport group: only sk_reuseport cells attached with "
+                             f"--netns HOST have one")
+
     def put_socket(self, map_name: str, key, sock) -> None:
         """Put ``sock`` (e.g. from ``net.listen``) into the sockmap/sockhash ``map_name`` under ``key``."""
         from .socket_maps import put_socket

@@ -42,12 +42,16 @@ class BPFMagics(Magics):
     @argument("--cgroup", help="cgroup_skb/*, cgroup/*, sockops: the cgroup to attach to: a lab cgroup "
                                "(cg = %%bpf_cgroup, then --cgroup cg) or a cgroup v2 directory")
     @argument("--map", help="sk_msg, sk_skb/*: the sockmap or sockhash to attach to, HANDLE:MAP "
-                            "(e.g. est:sock_hash) or MAP of the cell itself")
-    @argument("--netns", help="sk_lookup, flow_dissector: the lab host (b) whose network namespace the "
+                            "(e.g. est:sock_hash) or MAP of the cell itself; sk_reuseport: the "
+                            "reuseport sockarray the lab fills with its listeners")
+    @argument("--netns", help="sk_lookup, flow_dissector, sk_reuseport: the lab host (b) whose network namespace the "
                               "program attaches to (a BPF link)")
     @argument("--real-netns", action="store_true", help="--netns names a namespace of this machine: self "
                                                         "(its own) or a file such as /run/netns/NAME, outside "
                                                         "the lab network (never needed in the course)")
+    @argument("--sockets", type=int, help="sk_reuseport: how many SO_REUSEPORT TCP listeners the lab opens "
+                                          "in the --netns host (default 4); h.group holds them")
+    @argument("--port", type=int, help="sk_reuseport: the port of those listeners (default: any free one)")
     @argument("--cflags", action="append", default=[],
               help="extra clang flags: --cflags '-DN=4 -DM=2' or --cflags=-DN=4; repeatable")
     @argument("--engine", choices=["bcc", "core"],
@@ -86,7 +90,8 @@ class BPFMagics(Magics):
                             dev=args.dev, xdp_mode=args.xdp_mode, direction=args.direction,
                             clsact=args.clsact, real_dev=args.real_dev,
                             cgroup=resolve(args.cgroup, self.shell.user_ns), map=args.map,
-                            netns=args.netns, real_netns=args.real_netns),
+                            netns=args.netns, real_netns=args.real_netns, sockets=args.sockets,
+                            port=args.port),
             cflags=cells.split_cflags(args.cflags), sets=args.set, event_type=args.event_type, quiet=args.quiet)
         defaults = {"duration": self.default_duration, "max_events": self.max_events}
         program = SESSION.replace(parsed.name, lambda: run(parsed), defaults)

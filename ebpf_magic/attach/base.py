@@ -27,6 +27,8 @@ class Options:
     map: str | None = None      # sk_msg, sk_skb: "HANDLE:MAP" (another handle's map) or "MAP" (the cell's)
     netns: str | None = None    # sk_lookup, flow_dissector: a lab host "b" (a namespace file with real_netns)
     real_netns: bool = False    # --netns names a namespace of this machine ("self" or a path), outside the lab
+    sockets: int | None = None  # sk_reuseport: how many SO_REUSEPORT listeners the lab opens (default 4)
+    port: int | None = None     # sk_reuseport: their port (default: any free one)
 
     def check(self) -> None:
         """Refuse what no kernel could use, before anything compiles."""
@@ -47,10 +49,11 @@ class Options:
             close = close_matches(self.event, EVENTS)
             raise UsageError(f"unknown perf event {self.event!r}",
                              hint=(f"did you mean {', '.join(close)}? " if close else "") + "one of: " + ", ".join(EVENTS))
-        from . import cgroup, net, netns_link
+        from . import cgroup, net, netns_link, reuseport
 
         net.check_options(self)
         netns_link.check_options(self)
+        reuseport.check_options(self)
         if self.cgroup is not None or self.map is not None:
             cgroup.check_options(self)
         if self.pid is not None and not os.path.exists(f"/proc/{self.pid}"):

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from ebpf_magic.errors import BPFLabError, CompileError, MapError, UnknownSectionError, UsageError
+from ebpf_magic.errors import (
+    AttachError,
+    BPFLabError,
+    CompileError,
+    MapError,
+    UnknownSectionError,
+    UsageError,
+)
 from tests.conftest import held_prog_ids, require
 
 pytestmark = pytest.mark.live
@@ -82,6 +89,9 @@ CORE_CELL = CORE_HEAD + textwrap.dedent("""\
 MANY_ERRORS = "\n".join(f"int f{i}(void *ctx) {{ return undeclared_{i}; }}" for i in range(20))
 CORE_ERRORS = "\n".join(f'SEC("tp/syscalls/sys_enter_getpid") int f{i}(void *ctx) {{ return undeclared_{i}; }}'
                         for i in range(20))
+SK_LOOKUP = "int f(struct bpf_sk_lookup *ctx) { return SK_PASS; }"
+DISSECTOR = "int f(struct __sk_buff *skb) { return BPF_OK; }"
+REUSEPORT = "int f(struct sk_reuseport_md *md) { return SK_PASS; }"
 
 
 @dataclass
@@ -224,6 +234,21 @@ CASES: list[Case] = [
     Case("set-const-not-volatile", sets("folded=1"), UsageError, "const volatile"),
     Case("set-a-map", sets("counts=1"), UsageError, "a map"),
     Case("set-kconfig-extern", sets("LINUX_KERNEL_VERSION=1"), UsageError, "extern the kernel fills"),
+    # --- namespace-attached families (sk_lookup, flow_dissector, sk_reuseport) ----------------------
+    Case("netns-on-tracepoint", tp("--netns b"), UsageError, "applies to sk_lookup"),
+    Case("real-netns-without-netns", bpf("sk_lookup --real-netns", SK_LOOKUP), UsageError, "there is no --netns"),
+    Case("sk_lookup-without-netns", bpf("sk_lookup", SK_LOOKUP), AttachError, "names none"),
+    Case("sk_lookup-netns-unknown-host", bpf("sk_lookup --netns zz", SK_LOOKUP), AttachError, "no lab host 'zz'"),
+    Case("sk_lookup-netns-self", bpf("sk_lookup --netns self", SK_LOOKUP), AttachError, "add --real-netns"),
+    Case("flow_dissector-netns-path", bpf("flow_dissector --netns /proc/1/ns/net", DISSECTOR), AttachError,
+         "add --real-netns"),
+    Case("real-netns-not-a-netns", bpf("flow_dissector --netns /proc/self/ns/mnt --real-netns", DISSECTOR),
+         AttachError, "not a network namespace"),
+    Case("sockets-on-sk_lookup", bpf("sk_lookup --netns b --sockets 2", SK_LOOKUP), UsageError,
+         "applies to sk_reuseport"),
+    Case("sockets-zero", bpf("sk_reuseport --netns b --sockets 0", REUSEPORT), UsageError, "from 1 to 64"),
+    *both("put-socket-not-a-sockmap", lambda h: h.put_socket("counts", 0, 0), MapError, "not a sockmap"),
+    *both("test-run-tracepoint", lambda h: h.test_run(b"\0" * 64), UsageError, "flow_dissector"),
     # --- line magics ------------------------------------------------------------------------------
     Case("bpf_sec-nothing", magic("bpf_sec", ""), UsageError, "one name"),
     Case("bpf_sec-two-names", magic("bpf_sec", "xdp tc"), UsageError, "got 2"),

@@ -1,7 +1,14 @@
 """sk_lookup on a lab host's namespace, both engines: connections to a port range reach the socket it chose."""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
@@ -14,10 +21,13 @@ LO, HI = 7000, 7010   # the range the program steers; the listener is bound else
 
 BCC_STEER = r"""
 #include <linux/in.h>
+#ifndef PROTO
+#define PROTO IPPROTO_TCP
+#endif
 BPF_TABLE("sockmap", u32, u64, socks, 2);
 BPF_ARRAY(steered, u64, 1);
 int steer(struct bpf_sk_lookup *ctx) {
-    if (ctx->protocol != IPPROTO_TCP || ctx->local_port < LO || ctx->local_port >= HI) return SK_PASS;
+    if (ctx->protocol != PROTO || ctx->local_port < LO || ctx->local_port >= HI) return SK_PASS;
     u32 key = 0;
     struct bpf_sock *sk = (struct bpf_sock *)socks.lookup(&key);
     if (!sk) return SK_PASS;
@@ -106,6 +116,19 @@ def test_sk_lookup_steers_a_port_range_to_the_chosen_socket(ip, net, engine):
         assert net.connect("a", "b", LO + 2, [srv, other])["result"].item() == "refused"
 
 
+def test_sk_lookup_steers_udp_datagrams_to_a_bound_socket(ip, net):
+    h = ip.run_cell_magic("bpf", f"sk_lookup --netns b -n steer --cflags '-DLO={LO} -DHI={HI} -DPROTO=IPPROTO_UDP'",
+                          BCC_STEER)
+    with net.listen("b", 0, udp=True) as srv, net.listen("b", 0, udp=True) as other:
+        h.put_socket("socks", 0, srv)
+        df = net.connect("a", "b", [LO, LO + 4, HI - 1], [srv, other], udp=True)
+        assert list(df["result"]) == ["received"] * 3 and list(df["listener"]) == [0, 0, 0]
+        assert set(df["listener_port"]) == {srv.getsockname()[1]}
+        assert steered(h) == 3
+        tcp = net.connect("a", "b", LO, [srv, other])      # TCP is not the program's business here
+        assert tcp["result"].item() == "refused"
+
+
 @pytest.mark.parametrize("engine", ["bcc", "core"])
 def test_sk_lookup_is_only_in_the_namespace_it_is_attached_to(ip, net, engine):
     h = load(ip, engine)
@@ -154,3 +177,53 @@ def test_netns_misuse_says_what_to_write(ip, net, line, match):
     with pytest.raises(AttachError, match=match):
         ip.run_cell_magic("bpf", f"{line} --cflags '-DLO={LO} -DHI={HI}'", BCC_STEER)
     assert "steer" not in ip.user_ns or not ip.user_ns["steer"].attached
+
+
+KILLED = r"""
+import json, sys
+from ebpf_magic.attach import Options
+from ebpf_magic.loader import build
+from ebpf_magic.netlab import lab_network
+
+net = lab_network()
+hs = [build("int kl(struct bpf_sk_lookup *ctx) { return SK_PASS; }", "sk_lookup", name="kl",
+            options=Options(netns="b")),
+      build("int kf(struct __sk_buff *skb) { return BPF_OK; }", "flow_dissector", name="kf",
+            options=Options(netns="a")),
+      build("int kr(struct sk_reuseport_md *md) { return SK_PASS; }", "sk_reuseport", name="kr",
+            options=Options(netns="b", sockets=2))]
+def ids(fd, field):
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return [int(ln.split()[1]) for ln in f if ln.startswith(field)]
+print(json.dumps({"links": [i for h in hs[:2] for i in ids(h.attachments[0].fd, "link_id:")],
+                  "progs": [i for h in hs for i in ids(h.bpf.funcs[h.function.encode()].fd, "prog_id:")]}),
+      flush=True)
+sys.stdin.read()
+"""
+
+
+def _ids(kind: str) -> set[int]:
+    out = subprocess.run(["bpftool", "-j", kind, "list"], capture_output=True, text=True, check=True).stdout
+    return {x["id"] for x in json.loads(out or "[]")}
+
+
+def test_kill_9_detaches_every_namespace_attachment(live):
+    require("sk_lookup")
+    require("flow_dissector")
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        state = json.loads(child.stdout.readline())
+        assert len(state["links"]) == 2 and len(state["progs"]) == 3
+        assert set(state["links"]) <= _ids("link") and set(state["progs"]) <= _ids("prog")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + 60      # the kernel frees them asynchronously: wait for it, bounded
+    while time.monotonic() < deadline:
+        left = (set(state["links"]) & _ids("link")) | (set(state["progs"]) & _ids("prog"))
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, f"left after kill -9: {left}"
