@@ -64,14 +64,18 @@ def device(req: Request, what: str) -> Device:
     host = dev.partition(":")[0]
     net = lab_network(create=True)
     if host not in net.hosts:
-        real = _real_interface(dev)
-        raise AttachError(
-            f"--dev {dev}: " + ("that is an interface of this machine, outside the lab network" if real
-                                else f"no lab host {host!r}"),
-            hint=f"lab hosts: {', '.join(net.hosts)} (e.g. --dev {next(iter(net.hosts))})"
-                 + ("; to attach to the machine's own interface anyway, add --real-dev" if real else ""))
+        raise not_a_lab_host("dev", dev, host, net, outside=_real_interface(dev), what="an interface")
     iface = net.interface(dev)
     return Device(iface.spec, iface.ifindex, net.host(host).fd, net)
+
+
+def not_a_lab_host(flag: str, value: str, host: str, net, outside: bool, what: str) -> AttachError:
+    """--dev/--netns VALUE names no lab host: either something of the machine itself or nothing."""
+    return AttachError(
+        f"--{flag} {value}: " + (f"that is {what} of this machine, outside the lab network" if outside
+                                 else f"no lab host {host!r}"),
+        hint=f"lab hosts: {', '.join(net.hosts)} (e.g. --{flag} {next(iter(net.hosts))})"
+             + (f"; to attach to it anyway, add --real-{flag}" if outside else ""))
 
 
 def _real_interface(name: str) -> bool:

@@ -23,7 +23,7 @@ from .. import libbpf
 from ..errors import AttachError, UsageError
 from ..uapi import AttachType, ProgType
 from .base import Request
-from .net import NetAttachment
+from .net import NetAttachment, not_a_lab_host
 
 _ATTACH = {ProgType.SK_LOOKUP: AttachType.SK_LOOKUP, ProgType.FLOW_DISSECTOR: AttachType.FLOW_DISSECTOR}
 _KIND = {ProgType.SK_LOOKUP: "sk_lookup", ProgType.FLOW_DISSECTOR: "flow_dissector"}
@@ -58,12 +58,8 @@ def namespace(req: Request) -> Namespace:
         return _real(spec)
     net = lab_network(create=True)
     if spec not in net.hosts:
-        own = spec in _OWN or spec.startswith("/")
-        raise AttachError(
-            f"--netns {spec}: " + ("that is a namespace of this machine, outside the lab network" if own
-                                   else f"no lab host {spec!r}"),
-            hint=f"lab hosts: {', '.join(net.hosts)} (e.g. --netns {next(iter(net.hosts))})"
-                 + ("; to attach to it anyway, add --real-netns" if own else ""))
+        raise not_a_lab_host("netns", spec, spec, net, outside=spec in _OWN or spec.startswith("/"),
+                             what="a namespace")
     host = net.host(spec)
     return Namespace(os.dup(host.fd), f"host {spec} ({host.netns})", net)
 
