@@ -69,23 +69,25 @@ def _listeners(n: int) -> list[socket.socket]:
     return made
 
 
-def _round(cg, ports: list[int], secret: int) -> None:
+def _round(cg, ports: list[int], secret: int, number: int) -> None:
     order = random.sample(ports, len(ports))
     out = cg.run([sys.executable, "-c", _CHILD, json.dumps(order)], check=False)
     try:
         results = {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
     except (ValueError, IndexError):
         raise NotYet(f"the connecting process in {cg.name} printed no result: {out.strip()[-200:]!r}") from None
+    where = f"round {number} of {ROUNDS}" + (" (a new secret port)" if number > 1 else "")
+    others = [p for p in ports if p != secret]
+    failed = [p for p in others if results[p] != "connected"]
     if results[secret] == "connected":
-        raise NotYet(f"connect() to the secret port {secret} succeeded: the program must deny it "
-                     "(return 0 when ctx->user_port is the secret, in network byte order)")
+        raise NotYet(f"{where}: connect() to the secret port {secret} succeeded"
+                     + (f", and {len(failed)} of the {len(others)} other ports failed" if failed else "")
+                     + ": return 0 when ctx->user_port is the secret port (network byte order)")
     if results[secret] != "EPERM":
-        raise NotYet(f"connect() to the secret port {secret} failed with {results[secret]}, not EPERM")
-    wrong = {p: r for p, r in results.items() if p != secret and r != "connected"}
-    if wrong:
-        port, result = sorted(wrong.items())[0]
-        raise NotYet(f"connect() to port {port}, which is not the secret {secret}, failed with {result} "
-                     f"({len(wrong)} of {len(ports) - 1} other ports failed): deny only the secret port")
+        raise NotYet(f"{where}: connect() to the secret port {secret} failed with {results[secret]}, not EPERM")
+    if failed:
+        raise NotYet(f"{where}: the secret port {secret} got EPERM, but so did {len(failed)} of the "
+                     f"{len(others)} other ports (e.g. {failed[0]}: {results[failed[0]]}): deny only the secret port")
 
 
 @exercise("16-deny-secret-port", "16-cgroup", "cgroup/connect4: deny exactly the secret port")
@@ -95,9 +97,9 @@ def deny_secret_port(handle) -> str:
     listeners = _listeners(N_PORTS)
     try:
         ports = [s.getsockname()[1] for s in listeners]
-        for secret in random.sample(ports, ROUNDS):
+        for number, secret in enumerate(random.sample(ports, ROUNDS), 1):
             secret_map[0] = secret
-            _round(cg, ports, secret)
+            _round(cg, ports, secret, number)
     finally:
         for s in listeners:
             s.close()
