@@ -158,6 +158,7 @@ class LabCgroup:
         self.path = path
         self.name = name
         self._fd: int | None = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._children: list[LabCgroup] = []
 
     @classmethod
     def make(cls, name: str = "lab") -> LabCgroup:
@@ -177,6 +178,18 @@ class LabCgroup:
                 continue
             except FileNotFoundError:  # another lab process removed the empty parent meanwhile
                 os.makedirs(parent, exist_ok=True)
+
+    def child(self, name: str) -> LabCgroup:
+        """A cgroup inside this one (``cg.child("web")``): its processes are in this cgroup's subtree too,
+        so programs attached here run for them as well. Closed with this cgroup."""
+        from .cell import check_identifier
+
+        self._require_open()
+        check_identifier(name, "child cgroup name")
+        path = os.path.join(self.path, name)
+        os.mkdir(path)
+        self._children.append(LabCgroup(path, f"{self.name}/{name}"))
+        return self._children[-1]
 
     # --- what the attachers and the magic need -----------------------------------
     @property
@@ -235,6 +248,8 @@ class LabCgroup:
         """Kill the processes still in the cgroup and remove it; idempotent."""
         if self._fd is None:
             return
+        for child in reversed(self._children):   # their programs go first, as this cgroup's do
+            child.close()
         _release_users(self)
         fd, self._fd = self._fd, None
         os.close(fd)
