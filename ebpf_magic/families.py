@@ -43,6 +43,7 @@ class Family:
     chapter: str | None = None
     ci: bool = False           # the CI kernel runs it: a live test of it may never skip under REQUIRE_LIVE
     bare_ok: bool = False      # SEC("kprobe") alone loads but stays unattached (tail-call targets)
+    out_of_scope: str = ""     # why the course leaves a family this kernel runs unattached (chapter 01 shows it)
 
     def attach_function(self):
         if self.attacher is None:
@@ -115,8 +116,12 @@ FAMILIES: tuple[Family, ...] = (
     _f("tcx", "tc:tc", "interface", "tcx/ingress --dev b", Probe("prog_type", ("SCHED_CLS",)),
        chapter="15-tc", ci=True),
     _f("netkit", None, "interface", "netkit/primary", Probe("prog_type", ("SCHED_CLS",))),
-    _f("action", None, "interface", "action", Probe("prog_type", ("SCHED_ACT",))),
-    _f("lwt", None, "route", "lwt_xmit", Probe("prog_type", ("LWT_XMIT",)), ci=True),
+    _f("action", None, "interface", "action", Probe("prog_type", ("SCHED_ACT",)),
+       out_of_scope="a tc action (act_bpf) behind a classifier: since cls_bpf's direct-action mode (Linux 4.4) "
+                    "the classifier returns the verdict itself, as chapter 15's programs do"),
+    _f("lwt", None, "route", "lwt_xmit", Probe("prog_type", ("LWT_XMIT",)), ci=True,
+       out_of_scope="hangs on a route (ip route ... encap bpf), not on an interface or a namespace; the lab "
+                    "network routes nothing for it to act on yet"),
     _f("cgroup", "cgroup:cgroup", "cgroup", "cgroup_skb/egress", Probe("prog_type", ("CGROUP_SKB",)), ci=True),
     _f("sockops", "cgroup:cgroup", "cgroup", "sockops", Probe("prog_type", ("SOCK_OPS",)), ci=True),
     _f("sk_skb", "sockmap:sockmap", "map", "sk_skb/stream_verdict", Probe("prog_type", ("SK_SKB",)), ci=True),
@@ -125,8 +130,12 @@ FAMILIES: tuple[Family, ...] = (
     _f("flow_dissector", "netns_link:netns_link", "netns", "flow_dissector --netns b", Probe("prog_type", ("FLOW_DISSECTOR",)), ci=True),
     _f("netfilter", None, "netns", "netfilter", Probe("prog_type", ("NETFILTER",))),
     _f("lirc_mode2", None, "device", "lirc_mode2", Probe("prog_type", ("LIRC_MODE2",))),
-    _f("struct_ops", None, "map", "struct_ops/ssthresh", Probe("prog_type", ("STRUCT_OPS",)), ci=True),
-    _f("syscall", None, None, "syscall", Probe("prog_type", ("SYSCALL",)), ci=True),
+    _f("struct_ops", None, "map", "struct_ops/ssthresh", Probe("prog_type", ("STRUCT_OPS",)), ci=True,
+       out_of_scope="the methods of a kernel interface (a TCP congestion control, sched_ext) registered as a "
+                    "struct_ops map, not attached to an event: a course of its own"),
+    _f("syscall", None, None, "syscall", Probe("prog_type", ("SYSCALL",)), ci=True,
+       out_of_scope="run from user space with BPF_PROG_TEST_RUN (light skeletons load programs with it); "
+                    "there is no hook to attach it to"),
 )
 
 REGISTRY: dict[str, Family] = {f.name: f for f in FAMILIES}
