@@ -256,7 +256,9 @@ def _screenshot(driver, name: str, cells: list[dict]) -> Path:
     if target is not None:
         driver.execute_script("window.jupyterapp.shell.currentWidget.content.widgets[arguments[0]]"
                               ".node.scrollIntoView({block: 'start'});", target["index"])
-        time.sleep(0.5)   # one repaint after the scroll; the screenshot is an artefact, not a check
+        # Two animation frames: the scroll has been painted when the second one starts.
+        driver.execute_async_script("const done = arguments[arguments.length - 1];"
+                                    "requestAnimationFrame(() => requestAnimationFrame(() => done(true)));")
     path = SCREENSHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
