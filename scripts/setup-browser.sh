@@ -18,8 +18,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's own packages from the configured archive: no browser or driver download of any other kind.
+  apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null \
+    || { echo "apt-get install ${missing[*]} failed: the browser tests cannot run" >&2; exit 2; }
 fi
 if ! "$py" -c 'import selenium' 2>/dev/null; then
   log "pip install selenium (log: .venv/pip.log)"

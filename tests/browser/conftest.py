@@ -69,6 +69,8 @@ def pytest_collection_modifyitems(config, items):
     why = _missing()
     if why is None:
         return
+    if os.environ.get("EBPF_LAB_REQUIRE_BROWSER") == "1":   # make test: a skipped browser run is a failed one
+        raise pytest.UsageError(f"the browser tests cannot run: {why}")
     for item in items:
         if {"lab", "browser"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.skip(reason=why))

@@ -256,7 +256,9 @@ def _screenshot(driver, name: str, cells: list[dict]) -> Path:
     if target is not None:
         driver.execute_script("window.jupyterapp.shell.currentWidget.content.widgets[arguments[0]]"
                               ".node.scrollIntoView({block: 'start'});", target["index"])
-        time.sleep(0.5)   # one repaint after the scroll; the screenshot is an artefact, not a check
+        # Two animation frames: the scroll has been painted when the second one starts.
+        driver.execute_async_script("const done = arguments[arguments.length - 1];"
+                                    "requestAnimationFrame(() => requestAnimationFrame(() => done(true)));")
     path = SCREENSHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
@@ -284,6 +286,15 @@ def _segments(browser) -> list[tuple[int | None, int | None, bool]]:
     return out
 
 
+def _unrun(browser, first: int | None, last: int | None) -> list[int]:
+    """Code cells in [first, last] with no execution count: the run stopped before them."""
+    return browser.execute_script(
+        "const [first, last] = arguments;"
+        "return window.jupyterapp.shell.currentWidget.content.widgets.map((c, i) =>"
+        "  c.model.type === 'code' && c.model.executionCount === null"
+        "  && (first === null || (i >= first && i <= last)) ? i : -1).filter(i => i >= 0);", first, last)
+
+
 def _run_chapter(browser, chapter: Path, pid: int, held: set[int]) -> dict:
     run: dict = {}
     for first, last, is_live in _segments(browser):
@@ -295,8 +306,10 @@ def _run_chapter(browser, chapter: Path, pid: int, held: set[int]) -> dict:
             return run["done"] and browser.execute_script(STATE_JS)["status"] == "idle" and run
 
         run = wait_for(finished, RUN_ALL_TIMEOUT_S, f"{chapter.name}: cells {first}-{last} to run", every=0.5)
-        if run["error"] or run["ok"] is False:
-            return run    # Run All stops at an unexpected error too
+        # JupyterLab's run resolves to false when any cell replied with an error, the expected ones of
+        # raises-exception cells included: whether the run stopped is told by the cells left unrun.
+        if run["error"] or _unrun(browser, first, last):
+            return run    # the cells left unrun, and the error that stopped them, are reported
         if is_live:
             try:
                 wait_for(lambda cell=first: len([f for f in browser.execute_script("return window.__labFrames;")
@@ -321,6 +334,12 @@ def test_chapter_runs_in_jupyterlab(chapter: Path, lab, browser):
     assert state["kernel"] == KERNEL_NAME, f"{chapter.name} runs on kernel {state['kernel']!r}, not {KERNEL_NAME!r}"
     pid = wait_for(lambda: _kernel_pid(state["id"]), 60, "the kernel's process")
 
+    # The committed outputs go first: only what this run draws may count (stored plots, stored counts).
+    browser.execute_script("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs');")
+    wait_for(lambda: browser.execute_script(
+        "return window.jupyterapp.shell.currentWidget.content.widgets.every(c => c.model.type !== 'code'"
+        " || (c.model.executionCount === null && c.model.outputs.length === 0));"),
+        60, f"{chapter.name}'s stored outputs to be cleared")
     browser.execute_script(RECORDER_JS)
     held: set[int] = set()
     run = _run_chapter(browser, chapter, pid, held)
