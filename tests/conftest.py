@@ -121,6 +121,13 @@ def ip(live):
     shell.run_line_magic("bpf_detach", "--all")
 
 
+@pytest.fixture
+def lab_net(ip, request):
+    """The lab network for a test module whose NET_FAMILY names the family it attaches (skips without it)."""
+    require(request.module.NET_FAMILY)
+    return ip.run_line_magic("bpf_net", "")
+
+
 TARGET_C = r"""
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,8 +9,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from ebpf_magic.errors import AttachError, UsageError
-from tests.conftest import require
 
+NET_FAMILY = "flow_dissector"
 pytestmark = pytest.mark.live
 
 # IPv4 without options, TCP and UDP ports; anything else is refused (BPF_DROP). Counts dissected
@@ -79,9 +79,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 @pytest.fixture
-def net(ip):
-    require("flow_dissector")
-    return ip.run_line_magic("bpf_net", "")
+def net(lab_net):
+    return lab_net
 
 
 def load(ip, engine: str, host: str = "a", name: str = "fd"):

@@ -15,6 +15,7 @@ import pytest
 from ebpf_magic.errors import AttachError, MapError, UsageError
 from tests.conftest import held_link_ids, require
 
+NET_FAMILY = "sk_lookup"
 pytestmark = pytest.mark.live
 
 LO, HI = 7000, 7010   # the range the program steers; the listener is bound elsewhere
@@ -63,9 +64,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 @pytest.fixture
-def net(ip):
-    require("sk_lookup")
-    return ip.run_line_magic("bpf_net", "")
+def net(lab_net):
+    return lab_net
 
 
 def load(ip, engine: str, extra: str = ""):

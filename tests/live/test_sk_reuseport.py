@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from ebpf_magic.errors import AttachError, UsageError
-from tests.conftest import require
 
+NET_FAMILY = "sk_reuseport"
 pytestmark = pytest.mark.live
 
 # Picks the listener at index `pick` of the group's sockarray and counts its choices.
@@ -46,9 +46,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 @pytest.fixture
-def net(ip):
-    require("sk_reuseport")
-    return ip.run_line_magic("bpf_net", "")
+def net(lab_net):
+    return lab_net
 
 
 def chosen(h) -> list[int]:
