@@ -94,7 +94,7 @@ def _place_dense(keys: np.ndarray, values: np.ndarray):
     out = np.empty((span, *values.shape[1:]), values.dtype)
     out[pos] = values
     if span == len(keys):
-        return _from_offsets(np.arange(span, dtype=np.uint64), lo, keys.dtype), out
+        return _from_offsets(np.arange(span, dtype=f"u{keys.dtype.itemsize}"), lo, keys.dtype), out
     return _from_offsets(np.flatnonzero(present), lo, keys.dtype), out[present]
 
 
@@ -122,9 +122,9 @@ def _offsets(keys: np.ndarray, lo: int) -> np.ndarray:
 
 
 def _from_offsets(offsets: np.ndarray, lo: int, dtype: np.dtype) -> np.ndarray:
-    """lo + offsets as ``dtype``, the inverse of ``_offsets``."""
+    """lo + offsets as ``dtype``, the inverse of ``_offsets``; may reuse ``offsets``, a scratch array."""
     udt = np.dtype(f"u{dtype.itemsize}")
-    out = offsets.astype(udt)
+    out = offsets.astype(udt, copy=False)
     out += udt.type(lo % (1 << (8 * udt.itemsize)))
     return out.view(dtype)
 
