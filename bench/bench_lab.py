@@ -192,7 +192,7 @@ def start_ipython():
 def hash_section(lab: Lab, reps: int, items_reps: int) -> dict:
     h = lab.bcc(HASH_CELL, "tracepoint/syscalls/sys_enter_getpid", name="bench_hash")
     try:
-        return bench_hash(h, reps, items_reps)
+        return bench_hash(h, reps, items_reps, lab)  # lab builds the CO-RE twin of the map
     finally:
         lab.detach(h)
 

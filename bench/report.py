@@ -63,6 +63,11 @@ def rows(res: dict) -> list[tuple[str, str, str, str]]:
             ("  BCC items()", _t(h["bcc_items"]), "",
              _ratio(h["bcc_items"]["median_s"], h["to_frame"]["median_s"]) + " of to_frame"),
         ]
+        if "core_to_frame" in h:
+            out.append(("  same map in a CO-RE cell (to_frame)", _t(h["core_to_frame"]),
+                        "batch syscalls alone: " + _t(h["core_batch_syscalls"]),
+                        f"{h['core_to_frame_over_syscalls']:.2f}x (best {h['core_to_frame_over_syscalls_best']:.2f}x, "
+                        f"CPU {h['core_to_frame_over_syscalls_cpu']:.2f}x); target <= 1.3x"))
     for kind, runs in res.get("events", {}).items():
         ref = runs.get("c")
         for who, label in (("lab_core", "lab CO-RE cell, h.events()"), ("lab_bcc", "lab BCC cell, h.events()"),

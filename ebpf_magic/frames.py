@@ -29,16 +29,38 @@ __all__ = ["Log2Hist", "RawMap", "dtype_of", "flatten", "frame_from_arrays", "lo
 
 # --------------------------------------------------------------------------- ordering
 
-def _sort_order(keys: np.ndarray) -> np.ndarray | None:
-    """A sort permutation by key, or None when already sorted or when sorting would not be cheap."""
+# Keys spanning at most this many slots per entry are placed by value instead of sorted.
+_DENSE_SPAN = 2
+
+
+def _sorted_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and values in key order (keys unchanged when sorting would not be cheap).
+
+    A hash map hands its entries back in bucket order, a random permutation; reordering a
+    1 M-entry map is most of what a frame costs beyond the batch syscalls, so the scalar-key
+    paths here touch each value once and build the sorted keys without a random gather.
+    """
     if len(keys) < 2:
-        return None
+        return keys, values
     if keys.dtype.names is None:
-        if keys.ndim != 1 or keys.dtype.kind not in "iufbS":
-            return None
-        if np.all(keys[1:] >= keys[:-1]):
-            return None
-        return _argsort_unique(keys)
+        if keys.ndim != 1 or keys.dtype.kind not in "iufbS" or np.all(keys[1:] >= keys[:-1]):
+            return keys, values
+        if keys.dtype.kind in "iu":
+            placed = _place_dense(keys, values)
+            if placed is not None:
+                return placed
+            if keys.dtype.itemsize <= 4 and len(keys) < 1 << 32:
+                return _packed_sort(keys, values)
+        # unstable (much faster) sort: ties only in hand-made arrays, never in a map's keys
+        order = np.argsort(keys)
+    else:
+        order = _lexsort_fields(keys)
+        if order is None:
+            return keys, values
+    return keys[order], np.take(values, order, axis=0)
+
+
+def _lexsort_fields(keys: np.ndarray) -> np.ndarray | None:
     cols = []
     for name in keys.dtype.names:
         if name.startswith(PAD_PREFIX):
@@ -54,19 +76,57 @@ def _sort_order(keys: np.ndarray) -> np.ndarray | None:
     return np.lexsort(cols[::-1])
 
 
-def _argsort_unique(keys: np.ndarray) -> np.ndarray:
-    """argsort of unique map keys; keys of up to 32 bits sort as (key << 32 | index) in one u64 sort.
+def _place_dense(keys: np.ndarray, values: np.ndarray):
+    """Sorted by writing each value at its key's slot, when the keys are unique and span few slots.
 
-    numpy's SIMD sort of plain integers is several times faster than its argsort, which
-    made sorting most of a 1 M-entry hash map's read time.
+    Counters keyed by CPU, pid, slot or index are dense: one scatter replaces a sort and two
+    gathers, and the sorted keys are a range.
     """
-    if keys.dtype.kind in "iub" and keys.dtype.itemsize <= 4 and len(keys) < 1 << 32:
-        k = keys.astype(np.int64) - (np.iinfo(keys.dtype).min if keys.dtype.kind == "i" else 0)
-        packed = (k.astype(np.uint64) << np.uint64(32)) | np.arange(len(keys), dtype=np.uint64)
-        packed.sort()
-        return (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
-    # map keys are unique, so an unstable (much faster) sort gives the same order
-    return np.argsort(keys)
+    lo, hi = int(keys.min()), int(keys.max())
+    span = hi - lo + 1
+    if span > _DENSE_SPAN * len(keys):
+        return None
+    pos = _offsets(keys, lo).astype(np.intp)
+    present = np.zeros(span, dtype=bool)
+    present[pos] = True
+    if np.count_nonzero(present) != len(keys):  # repeated keys: only hand-made arrays have them
+        return None
+    out = np.empty((span, *values.shape[1:]), values.dtype)
+    out[pos] = values
+    if span == len(keys):
+        return _from_offsets(np.arange(span, dtype=f"u{keys.dtype.itemsize}"), lo, keys.dtype), out
+    return _from_offsets(np.flatnonzero(present), lo, keys.dtype), out[present]
+
+
+def _packed_sort(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of up to 32 bits sorted as (key - min << 32 | index) in one u64 sort.
+
+    numpy's SIMD sort of plain integers is several times faster than its argsort, the sorted
+    keys come out of the high halves without a gather, and repeated keys keep their order.
+    """
+    lo = int(np.iinfo(keys.dtype).min)
+    packed = _offsets(keys, lo).astype(np.uint64)
+    packed <<= np.uint64(32)
+    packed |= np.arange(len(keys), dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64(0xFFFFFFFF)).view(np.intp)  # a fresh array: viewing it copies nothing
+    packed >>= np.uint64(32)
+    return _from_offsets(packed, lo, keys.dtype), np.take(values, order, axis=0)
+
+
+def _offsets(keys: np.ndarray, lo: int) -> np.ndarray:
+    """keys - lo as unsigned integers of the keys' width: exact (no overflow) for keys >= lo of any
+    integer kind, since the difference fits the width and unsigned arithmetic wraps."""
+    udt = np.dtype(f"u{keys.dtype.itemsize}")
+    return keys.view(udt) - udt.type(lo % (1 << (8 * udt.itemsize)))
+
+
+def _from_offsets(offsets: np.ndarray, lo: int, dtype: np.dtype) -> np.ndarray:
+    """lo + offsets as ``dtype``, the inverse of ``_offsets``; may reuse ``offsets``, a scratch array."""
+    udt = np.dtype(f"u{dtype.itemsize}")
+    out = offsets.astype(udt, copy=False)
+    out += udt.type(lo % (1 << (8 * udt.itemsize)))
+    return out.view(dtype)
 
 
 # --------------------------------------------------------------------------- frames
@@ -94,9 +154,7 @@ def frame_from_arrays(keys, values, cpus=None, sort: bool = True) -> pd.DataFram
     """
     keys, values = np.asarray(keys), np.asarray(values)
     if sort:
-        order = _sort_order(keys)
-        if order is not None:
-            keys, values = keys[order], values[order]
+        keys, values = _sorted_by_key(keys, values)
     kcols = flatten(keys, "key")
     ncpu = 0
     if cpus is not None:
