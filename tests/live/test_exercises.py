@@ -27,7 +27,7 @@ def _run(ip, ex, cell_source: str):
     return check(ex.name, ip.user_ns[ex.handle])
 
 
-@pytest.mark.parametrize("ex", _cases())
+@pytest.mark.parametrize("ex", list(_cases()))
 def test_solution_passes(ip, ex):
     for family in ex.requires:
         require(family)
@@ -36,7 +36,7 @@ def test_solution_passes(ip, ex):
     assert verdict.passed, verdict.reason
 
 
-@pytest.mark.parametrize("ex", _cases())
+@pytest.mark.parametrize("ex", list(_cases()))
 def test_starter_and_wrong_answers_fail_saying_why(ip, ex):
     for family in ex.requires:
         require(family)
