@@ -29,7 +29,7 @@ bench: setup
 	$(PY) bench/bench_lab.py $(BENCH_ARGS); rc=$$?; $(PY) bench/readme_table.py && exit $$rc
 
 # The full-kernel checks in a qemu VM (.ci/run runs them after `make test`): vm/run-tests.sh.
-# VM_ARGS="tests/seed -k kprobe" replaces the default selection (-m full_kernel tests, chapters 09-17).
+# VM_ARGS="tests/seed -k kprobe" replaces the default selection (-m full_kernel tests, chapters 09-12).
 # The image is cached in $EBPF_LAB_VM_CACHE (default /var/cache/ebpf-lab/vm), keyed by its inputs.
 vm-test:
 	@bash vm/run-tests.sh $(VM_ARGS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make vm-test`: runs the full-kernel checks in a qemu VM of the stock Debian kernel and reports.
 #
-#   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-17
+#   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-12
 #   bash vm/run-tests.sh tests/seed -k kprobe     smoke checks, then pytest with these arguments
 #   bash vm/run-tests.sh --execute-notebooks notebooks/09-*.ipynb   execute chapters, outputs kept,
 #                                        into .vm/runs/<time>/out/ (scripts/execute-notebooks.sh)
