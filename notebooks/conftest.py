@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import descendants
+
 REQUIRE_LIVE = os.environ.get("EBPF_MAGIC_REQUIRE_LIVE") == "1"
 HERE = Path(__file__).resolve().parent
 # The full-kernel VM writes its rows to a file of its own, which the host merges (vm/run-tests.sh).
@@ -298,27 +300,6 @@ def _kernel_pid(item) -> int | None:
     return pid
 
 
-def _descendants(pid: int) -> set[int]:
-    """pid and every live process it started (BPF fds may live in a child, e.g. a `!bpftool` cell)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        if p not in found:
-            found.add(p)
-            todo.extend(children.get(p, []))
-    return found
-
-
 def _held_prog_ids(pid: int) -> set[int]:
     ids = set()
     base = f"/proc/{pid}/fdinfo"
@@ -341,7 +322,7 @@ def _leftovers(ch: Chapter, item) -> list[str]:
     pid = _kernel_pid(item)
     if pid is not None:
         held: set[int] = set()
-        for p in _descendants(pid):
+        for p in descendants(pid):
             held |= _held_prog_ids(p)
         if now["progs"] is not None:
             # Only programs created during the chapter (not in the first snapshot) and still loaded.
@@ -352,7 +333,7 @@ def _leftovers(ch: Chapter, item) -> list[str]:
                        f"end the chapter with %bpf_detach --all")
     for name in sorted(now["netns"] - before["netns"]):
         out.append(f"  network namespace {name} (ip netns del {name})")
-    kernel_pids = _descendants(pid) if pid is not None else set()
+    kernel_pids = descendants(pid) if pid is not None else set()
     for path in sorted(now["cgroups"] - before["cgroups"]):
         if pid is None or _made_by(path, kernel_pids):
             out.append(f"  cgroup {path} (rmdir it)")

@@ -19,6 +19,27 @@ def kernel_prog_ids() -> set[int]:
     return {p["id"] for p in json.loads(out.stdout or "[]")}
 
 
+def descendants(pid: int) -> set[int]:
+    """pid and every live process it started (BPF fds may live in a child, e.g. a `!bpftool` cell)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p not in found:
+            found.add(p)
+            todo.extend(children.get(p, []))
+    return found
+
+
 def held_prog_ids(pid: int | str = "self") -> set[int]:
     """Programs this process keeps alive through a program or link fd.
 

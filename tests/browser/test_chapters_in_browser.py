@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import KERNEL_NAME, NOTEBOOKS, SCREENSHOTS, wait_for
+from tests.conftest import descendants
 
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -133,27 +134,9 @@ def _kernel_pid(kernel_id: str) -> int | None:
     return None
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        if p not in found:
-            found.add(p)
-            todo.extend(children.get(p, []))
-    return found
-
-
 def _held_prog_ids(pid: int) -> set[int]:
     ids: set[int] = set()
-    for p in _descendants(pid):
+    for p in descendants(pid):
         base = f"/proc/{p}/fdinfo"
         try:
             fds = os.listdir(base)
