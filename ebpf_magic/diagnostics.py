@@ -95,6 +95,8 @@ def load_error(fn: str, section, err: int, log: str, cell: str,
         return f"@ {CELL_FILE}:{n}" if n else m[0]
 
     explained = explain_verifier(verifier, err, cell, section, cell_line_of, cell_line)
+    if explained is not None and explained.line:
+        where = f"cell line {explained.line}: {_cell_line(cell, explained.line)}"
     what = verifier[tail_end] if verifier else f"{libbpf.strerror(err)} loading {fn}"
     if explained is not None and explained.cause == "too_large" and "too large" not in what:
         what = f"BPF program is too large ({libbpf.strerror(err)}: the log ran out before the verifier's last line)"

@@ -24,6 +24,7 @@ class Explanation:
     text: str
     fix: str
     variable: str | None = None
+    line: int | None = None     # a better cell line than the log's, where one is known
 
 
 _INSN = re.compile(r"^(\d+): \(([0-9a-f]{2})\)")
@@ -194,10 +195,30 @@ def explain_verifier(lines: list[str], err: int, cell: str, section,
             helper, line = log.calls.get(insn), text_of(log.insn_line.get(insn))
         if entry.helper and not re.search(entry.helper, helper or ""):
             continue
-        return _explained(entry, m, line, cell, helper, section, log)
+        better = _field_line(m, cell_lines, failing_line)
+        if better:
+            failing_line, line = better, text_of(better)
+        found = _explained(entry, m, line, cell, helper, section, log)
+        return Explanation(found.cause, found.text, found.fix, found.variable, better) if better else found
     if err == errno.E2BIG:
         return _explained(TOO_LARGE, re.match("", ""), "", cell, None, section, log)
     return None
+
+
+def _field_line(m: re.Match, cell_lines: list[str], failing_line: int | None) -> int | None:
+    """The cell line that names the field a CO-RE relocation failed on, when the log's line does not.
+
+    The log's last line annotation is the one before the poisoned instruction,
+    often the statement before the read.
+    """
+    field = m.groupdict().get("field")
+    if not field:
+        return None
+    names = [i for i, text in enumerate(cell_lines, 1) if re.search(rf"\b{re.escape(field)}\b", text)]
+    start = failing_line or 0
+    if not names or start in names:
+        return None
+    return next((i for i in names if i > start), names[-1])
 
 
 def _explained(entry: Entry, m: re.Match, line: str, cell: str, helper: str | None, section,

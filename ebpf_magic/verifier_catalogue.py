@@ -103,6 +103,11 @@ VERIFIER: tuple[Entry, ...] = (
        "the context pointer ({var}) was moved before the access; context fields must be read at "
        "fixed offsets straight from ctx",
        "read ctx->field directly, without adding an offset or index to ctx first", "deref"),
+    _e("btf_beyond_struct", r"access beyond struct (?P<struct>\w+) at off (?P<off>-?\d+) size (?P<size>\d+)",
+       "{var} is a typed kernel pointer (struct {struct} in the kernel's BTF), and offset {off} lies outside "
+       "that struct, so the verifier cannot say what is there",
+       "read fields by name ({var}->field, or BPF_CORE_READ); memory the struct points to is reached by "
+       "following that pointer, and other kernel memory with bpf_probe_read_kernel()", "deref"),
     _e("ctx_access", r"invalid bpf_context access off=(?P<off>\d+) size=(?P<size>\d+)",
        "{var} is not a field this program type may {rw} in its context (offset {off}, {size} bytes); "
        "it may use: {fields}",

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 import functools
 import os
+import re
 
 from .. import libbpf
 from ..errors import AttachError
@@ -43,9 +45,29 @@ def tracepoint(req: Request) -> list[Attachment]:
         # cpu 0 with pid -1: a tracepoint's program runs on every CPU whichever CPU the event names.
         fds = perf.attach_events(req.fd, [(perf.TYPE_TRACEPOINT, tp_id, 0)])
     except OSError as exc:
+        size = _record_size(cat, event) if exc.errno == errno.EACCES else None
+        if size is not None:
+            raise AttachError(
+                f"attaching {req.fn} to tracepoint {tp}: the program reads its context past the event's record",
+                cause="tracepoint_past_record",
+                explanation=f"the verifier accepted the program, but at attach the kernel compares the furthest "
+                            f"context offset it reads with the record's size ({size} bytes for {tp}) and refuses "
+                            f"(EACCES) a program that reads further",
+                hint=f"read only the fields listed in {TRACEFS}/events/{cat}/{event}/format (a syscall's "
+                     f"args[] has one entry per argument it takes)") from None
         raise AttachError(f"attaching {req.fn} to tracepoint {tp}: {libbpf.strerror(exc.errno)}",
                           hint="tracepoint programs take the event's record (struct trace_event_raw_*)") from None
     return [Attachment("tracepoint", tp, perf.tracepoint_closer(fds, perf.prog_id(req.fd)))]
+
+
+def _record_size(cat: str, event: str) -> int | None:
+    """The record's size as the kernel checks it at attach: where its last field ends."""
+    try:
+        with open(f"{TRACEFS}/events/{cat}/{event}/format") as f:
+            fields = re.findall(r"offset:(\d+);\s*size:(\d+);", f.read())
+    except OSError:
+        return None
+    return max((int(off) + int(size) for off, size in fields), default=None)
 
 
 def raw_tracepoint(req: Request) -> list[Attachment]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ebpf_magic import loader
-from ebpf_magic.errors import BPFLabError, CompileError, VerifierError
+from ebpf_magic.errors import AttachError, BPFLabError, CompileError, VerifierError
 from tests.conftest import held_prog_ids
 
 pytestmark = pytest.mark.live
@@ -50,6 +50,7 @@ class Case:
     words: list[str] = field(default_factory=list)
     error: type = VerifierError
     located: bool = True        # the error names a cell line
+    where_has: str = ""         # ... and that line holds this text
 
 
 CASES = [
@@ -324,6 +325,17 @@ CASES = [
         }
         """),
          variable='task_struct___lab.no_such_field', words=['bpf_core_field_exists']),
+    # The log's last line annotation is the statement before the read: the error names the read.
+    Case("core_missing_field_later", "core_relocation", core("""\
+        struct task_struct___lab { int no_such_field; } __attribute__((preserve_access_index));
+        SEC("tracepoint/syscalls/sys_enter_getpid")
+        int f(void *ctx) {
+            struct task_struct___lab *t = (void *)bpf_get_current_task();
+            int pid = 0;
+            pid = BPF_CORE_READ(t, no_such_field);
+            return pid;
+        }
+        """), variable='task_struct___lab.no_such_field', where_has="BPF_CORE_READ(t, no_such_field)"),
     Case("no_return2", "uninit_register", dedent("""\
         int f(void *ctx) {
         }
@@ -431,6 +443,30 @@ CASES = [
             return 0;
         }
         """), variable="BPF_HASH", words=["BCC's dialect", "bpf_map_lookup_elem"], error=CompileError),
+    Case("btf_beyond_struct", "btf_beyond_struct", core("""\
+        SEC("tp_btf/sched_switch")
+        int BPF_PROG(f, bool preempt, struct task_struct *prev) {
+            char *raw = (char *)prev;
+            bpf_printk("%d", raw[20000]);
+            return 0;
+        }
+        """), variable="raw", words=["task_struct", "BPF_CORE_READ"]),
+    # The verifier accepts these; the kernel refuses them at attach, comparing the furthest
+    # context offset read with the record's size (kernel/events/core.c, perf_event_set_bpf_prog).
+    Case("tracepoint_past_record", "tracepoint_past_record", core("""\
+        SEC("tracepoint/syscalls/sys_enter_getpid")
+        int f(struct trace_event_raw_sys_enter *ctx) {
+            bpf_printk("%ld", ctx->args[5]);
+            return 0;
+        }
+        """), words=["sys_enter_getpid/format", "args[]"], error=AttachError, located=False),
+    Case("tracepoint_past_record_bcc", "tracepoint_past_record", dedent("""\
+        int f(void *ctx) {
+            u64 *words = ctx;
+            bpf_trace_printk("%lu\\n", words[20]);
+            return 0;
+        }
+        """), sec="tracepoint/syscalls/sys_enter_getpid", words=["bytes"], error=AttachError, located=False),
     Case("core_in_bcc", "core_syntax_in_bcc", dedent("""\
         struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 16); __type(key, u32); __type(value, u64); } counts SEC(".maps");
         int f(void *ctx) {
@@ -463,6 +499,7 @@ def check_explained(err: BPFLabError, case: Case) -> None:
         assert word in err.explanation + " " + err.hint, (word, shown)
     if case.located:
         assert err.where and err.where.startswith("cell line "), shown
+        assert case.where_has in err.where, shown
     assert 3 <= len(err._render_traceback_()) <= 12, shown
 
 
