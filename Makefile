@@ -20,7 +20,7 @@ browser-test: setup
 	@bash scripts/setup-browser.sh
 	$(PY) -m pytest -p no:cacheprovider tests/browser $(PYTEST_ARGS)
 
-# Executes every chapter and stores its outputs: here, or in the full-kernel VM (09-12).
+# Executes every chapter and stores its outputs: here, or in the full-kernel VM (09-12: kprobes, trampolines).
 notebooks: setup
 	@bash scripts/execute-notebooks.sh
 
@@ -29,7 +29,7 @@ bench: setup
 	$(PY) bench/bench_lab.py $(BENCH_ARGS); rc=$$?; $(PY) bench/readme_table.py && exit $$rc
 
 # The full-kernel checks in a qemu VM (.ci/run runs them after `make test`): vm/run-tests.sh.
-# VM_ARGS="tests/seed -k kprobe" replaces the default selection (-m full_kernel tests, chapters 09-12).
+# VM_ARGS="tests/seed -k kprobe" replaces the default selection (-m full_kernel tests, chapters 09-17).
 # The image is cached in $EBPF_LAB_VM_CACHE (default /var/cache/ebpf-lab/vm), keyed by its inputs.
 vm-test:
 	@bash vm/run-tests.sh $(VM_ARGS)

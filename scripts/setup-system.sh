@@ -136,6 +136,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 "$venv/bin/python" -c 'import bcc, ebpf_magic' || {
   echo "bcc or ebpf_magic does not import in $venv" >&2; exit 1; }
+# matplotlib builds its font cache on first use and says so on stderr: build it here, not in the
+# output of a chapter's first plot cell on a fresh machine (the test VM's image is one).
+"$venv/bin/python" -c 'import matplotlib.font_manager' 2>/dev/null || true
 
 # --- the "eBPF lab" kernel and JupyterLab's settings (news pop-up off) ---------------
 # The chapters name this kernel in their metadata, so nbval and `make lab` both need it.

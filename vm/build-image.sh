@@ -71,9 +71,10 @@ build_rootfs() {   # destination
   rm -rf "$root"
   log "debootstrap $suite into $root"
   # kmod, iproute2, procps: what the guest's init uses (modprobe 9p, lo up, free);
-  # ca-certificates and python3: what provisioning starts from; zstd: initramfs-tools compresses with it.
+  # ca-certificates and python3: what provisioning starts from; zstd: initramfs-tools compresses with it;
+  # netbase: /etc/services and /etc/protocols, which scapy names ports and protocols by (chapters 13-15).
   debootstrap --variant=minbase --cache-dir="$cache/debs" \
-    --include=ca-certificates,kmod,iproute2,procps,python3,zstd \
+    --include=ca-certificates,kmod,iproute2,netbase,procps,python3,zstd \
     "$suite" "$root" "$mirror" > "$logs/debootstrap.log" 2>&1 \
     || { tail -n 20 "$logs/debootstrap.log" >&2; die "debootstrap failed (log: $logs/debootstrap.log)"; }
   cat > "$root/etc/apt/sources.list" <<SOURCES

@@ -4,7 +4,7 @@
 # prints "@@EBPFLAB" lines that vm/run-tests.sh reads on the serial console, and powers off.
 #
 # What runs: vm/guest_smoke_test.py, then either the pytest arguments given to vm/run-tests.sh
-# or, without any, `pytest -m full_kernel tests` and chapters 09 to 12 under nbval.
+# or, without any, `pytest -m full_kernel tests` and chapters 09 to 17 under nbval.
 set -uo pipefail   # no -e: whatever fails, PID 1 must still report and power off
 
 lab=/opt/ebpf-lab    # where vm/provision.sh set the lab up in the image, with its .venv
@@ -100,9 +100,9 @@ elif [ ${#args[@]} -gt 0 ]; then
 else
   run_pytest full_kernel -m full_kernel tests
   chapters=()
-  # 09-12 need kprobes and trampolines. 13-17 do not run here by default yet: under TCG they take
-  # most of VM_TIMEOUT; run them with `make vm-test VM_ARGS="--nbval ... notebooks/13-*.ipynb"`.
-  for n in 09 10 11 12; do
+  # 09-12 need kprobes and trampolines; 13-17 (network and cgroup) run on both kernels, and here
+  # they show that they do not depend on this host's kernel or set-up.
+  for n in 09 10 11 12 13 14 15 16 17; do
     for nb in notebooks/"$n"-*.ipynb; do
       [ -e "$nb" ] && chapters+=("$nb")
     done
@@ -112,7 +112,7 @@ else
     run_pytest chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
       --nbval-cell-timeout=600 "${chapters[@]}"
   else
-    mark "note: no chapter notebooks/09-*.ipynb .. 12-*.ipynb yet"
+    mark "note: no chapter notebooks/09-*.ipynb .. 17-*.ipynb yet"
   fi
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make vm-test`: runs the full-kernel checks in a qemu VM of the stock Debian kernel and reports.
 #
-#   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-12
+#   bash vm/run-tests.sh                 smoke checks, `pytest -m full_kernel tests`, chapters 09-17
 #   bash vm/run-tests.sh tests/seed -k kprobe     smoke checks, then pytest with these arguments
 #   bash vm/run-tests.sh --execute-notebooks notebooks/09-*.ipynb   execute chapters, outputs kept,
 #                                        into .vm/runs/<time>/out/ (scripts/execute-notebooks.sh)
@@ -12,7 +12,7 @@
 # snapshot=on and the VM has no network. The runs' logs stay in the checkout:
 # .vm/runs/<time>/{console.log,report.txt,compatibility.md}. The chapters' rows of the VM's
 # compatibility table are merged into docs/compatibility.md (notebooks/compat_table.py).
-#   VM_TIMEOUT   seconds for the whole VM run (default 2700: TCG on a busy 2-core host is slow)
+#   VM_TIMEOUT   seconds for the whole VM run (default 6000: under TCG a BCC cell compiles for about a minute)
 #   VM_ACCEL     kvm or tcg (default: kvm where a test boot with it works)
 #   VM_MEM, VM_CPUS   guest size (default 2G, 2)
 set -euo pipefail
@@ -20,7 +20,7 @@ set -euo pipefail
 lab=$(cd "$(dirname "$0")/.." && pwd)
 vm=$lab/.vm
 cache=${EBPF_LAB_VM_CACHE:-/var/cache/ebpf-lab/vm}
-timeout_s=${VM_TIMEOUT:-2700}
+timeout_s=${VM_TIMEOUT:-6000}
 mem=${VM_MEM:-2G}
 cpus=${VM_CPUS:-2}
 
