@@ -30,37 +30,17 @@ int on_enter(void *ctx) {
 }""".replace("TARGET", str(os.getpid()))
 
 
-def _heap_per_frame(view, count: int, timeout: float) -> list[int]:
-    """Python's traced heap as each of the next ``count`` frames is published.
+def _per_frame(view, count: int, timeout: float, sample) -> list:
+    """``sample(change)`` for each of the next ``count`` frames the view publishes.
 
-    Measured in the view's own thread as it publishes a frame, so always at the same
-    point of its cycle: a measurement from another thread may land while a figure is
-    half drawn, which on a busy machine is most of the time.
+    Called in the view's own thread as it publishes a frame, so always at the same
+    point of its cycle.
     """
-    heap: list[int] = []
-    done = threading.Event()
-
-    def on_value(_change):
-        gc.collect()            # figures are freed by the cycle collector, not at once
-        heap.append(tracemalloc.get_traced_memory()[0])
-        if len(heap) >= count:
-            done.set()
-
-    view.image.observe(on_value, names="value")
-    try:
-        wait_for(done.is_set, timeout, f"{count} live frames")
-    finally:
-        view.image.unobserve(on_value, names="value")
-    return heap[:count]
-
-
-def _frames(view, count: int, timeout: float) -> list[tuple[float, bytes]]:
-    """The next `count` distinct PNGs the view publishes, with when each arrived."""
-    seen: list[tuple[float, bytes]] = []
+    seen: list = []
     done = threading.Event()
 
     def on_value(change):
-        seen.append((time.monotonic(), bytes(change["new"])))   # ipywidgets keeps a memoryview
+        seen.append(sample(change))
         if len(seen) >= count:
             done.set()
 
@@ -70,6 +50,25 @@ def _frames(view, count: int, timeout: float) -> list[tuple[float, bytes]]:
     finally:
         view.image.unobserve(on_value, names="value")
     return seen[:count]
+
+
+def _frames(view, count: int, timeout: float) -> list[tuple[float, bytes]]:
+    """The next `count` distinct PNGs the view publishes, with when each arrived."""
+    # ipywidgets keeps a memoryview: copy it
+    return _per_frame(view, count, timeout, lambda change: (time.monotonic(), bytes(change["new"])))
+
+
+def _heap_per_frame(view, count: int, timeout: float) -> list[int]:
+    """Python's traced heap as each of the next ``count`` frames is published.
+
+    A measurement from another thread may land while a figure is half drawn,
+    which on a busy machine is most of the time.
+    """
+    def heap(_change) -> int:
+        gc.collect()            # figures are freed by the cycle collector, not at once
+        return tracemalloc.get_traced_memory()[0]
+
+    return _per_frame(view, count, timeout, heap)
 
 
 def test_live_view_replaces_one_png_twice_a_second_without_growing(ip, monkeypatch):
