@@ -214,7 +214,9 @@ def _field_line(m: re.Match, cell_lines: list[str], failing_line: int | None) ->
     field = m.groupdict().get("field")
     if not field:
         return None
-    names = [i for i, text in enumerate(cell_lines, 1) if re.search(rf"\b{re.escape(field)}\b", text)]
+    # an access (p->field, BPF_CORE_READ(p, field), a.field), not the field's declaration
+    used = re.compile(rf"(?:->|\.|,)\s*{re.escape(field)}\b")
+    names = [i for i, text in enumerate(cell_lines, 1) if used.search(text)]
     start = failing_line or 0
     if not names or start in names:
         return None

@@ -1,7 +1,7 @@
-"""docs/compatibility.md: one row per chapter, from whichever run last tested it.
+"""docs/compatibility.md: one row per chapter and place it ran, from whichever run last tested it there.
 
 Two runs write it. `make test` (notebooks/conftest.py) writes the rows of the chapters it ran on
-the machine's own kernel. `make vm-test` runs chapters 09-12 in the full-kernel VM, whose
+the machine's own kernel. `make vm-test` runs chapters 09-17 in the full-kernel VM, whose
 conftest writes a table of only those rows to a file of the guest (EBPF_LAB_COMPAT_FILE); the
 guest prints it on the serial console and the host merges it here:
 
